@@ -1,0 +1,60 @@
+# two-grpo developer entry points. `make help` lists them.
+PY     ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+EXP    ?= paper_2grpo
+PYTEST := $(BIN)/python -m pytest
+
+.DEFAULT_GOAL := help
+.PHONY: help install train smoke test test-unit test-slow test-gpu lint format config tiny-model clean clean-runs
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check "torch==2.13.0" -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install two-grpo (editable) with dev tools; CPU torch 2.13.0 first
+
+train: install ## run `two-grpo train` on the embedded default (add overrides with ARGS="group_size=2 lr=8e-6")
+	$(BIN)/two-grpo train $(ARGS)
+
+smoke: install ## a few-second end-to-end run (experiment=smoke)
+	$(BIN)/two-grpo train experiment=smoke $(ARGS)
+
+test: install ## every CPU test: unit, config and integration tiers (a few minutes)
+	$(PYTEST) -q -m "not gpu" $(ARGS)
+
+test-unit: install ## the fast tier only (unit + config, seconds)
+	$(PYTEST) -q $(ARGS)
+
+test-slow: install ## the CPU integration tier only
+	$(PYTEST) -q -m "slow" $(ARGS)
+
+test-gpu: install ## GPU tests (skipped without CUDA)
+	$(PYTEST) -q -m "gpu" $(ARGS)
+
+lint: install ## ruff check + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## ruff format + autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+config: install ## print the composed config of EXP (default paper_2grpo)
+	$(BIN)/two-grpo train experiment=$(EXP) --cfg job
+
+tiny-model: install ## build the embedded default model (builtin:tiny) into the cache now
+	$(BIN)/two-grpo build-model
+
+clean-runs: ## delete runs/
+	rm -rf runs
+
+clean: ## delete caches and build outputs (keeps .venv)
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,36 @@
+"""Shared fixtures: a fast tiny model (short SFT) built once per session, config composition."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """builtin:tiny architecture with a 30-step warm start: right shapes and tokenizer, built in seconds."""
+    from two_grpo.tiny_model import TinyRecipe, build
+
+    return build(tmp_path_factory.mktemp("tiny") / "model", TinyRecipe(sft_steps=30))
+
+
+@pytest.fixture
+def compose():
+    from two_grpo.cli import compose as _compose
+    from two_grpo.cli import to_train_config
+
+    def _run(overrides: list[str]):
+        return to_train_config(_compose(overrides))
+
+    return _run

@@ -1,0 +1,1 @@
+"""Pure GRPO-family math: advantages, losses, log-probs. Imports only torch."""

@@ -1,0 +1,189 @@
+"""`two-grpo` command line: argv dispatch, Hydra composition, one-line config errors. Nothing else.
+
+    two-grpo train [KEY=VALUE ...] [--cfg job]   compose conf/train.yaml with overrides and train
+    two-grpo build-model                          build the embedded default model (builtin:tiny) now
+
+Configs come from `two_grpo/conf` in an installed wheel, else from the repository's `conf/`.
+Exit codes: 0 done, 1 crashed, 2 bad config or input (nothing trained).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_BAD_INPUT = 2
+USAGE = __doc__.split("\n\n")[1]
+
+
+def conf_dir() -> str:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError("two_grpo: config folder not found (expected two_grpo/conf or <repo>/conf)")
+
+
+def _known_keys(node: Any, prefix: str = "") -> list[str]:
+    from omegaconf import DictConfig
+
+    keys = []
+    for k in node.keys() if isinstance(node, DictConfig) else []:
+        full = f"{prefix}{k}"
+        keys.append(full)
+        child = node._get_node(k)
+        if isinstance(child, DictConfig):
+            keys += _known_keys(child, full + ".")
+    return keys
+
+
+def format_config_error(exc: BaseException, overrides: list[str]) -> str:
+    """One line naming the key and what to do, from a Hydra/OmegaConf exception."""
+    from omegaconf import OmegaConf
+
+    from two_grpo.config import TrainConfig
+
+    chain = [exc]
+    while chain[-1].__cause__ is not None and len(chain) < 5:
+        chain.append(chain[-1].__cause__)
+    text = " | ".join(str(e) for e in chain)
+    schema_keys = _known_keys(OmegaConf.structured(TrainConfig))
+    m = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' not in '", text)
+    m2 = re.search(r"full_key: ([\w.]+)", text)
+    if m and ("not in struct" in text or "Could not override" in text or "not in '" in text):
+        key = m.group(1)
+        if m2 and "Key '" in text:
+            key = m2.group(1)
+        close = difflib.get_close_matches(key, schema_keys, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"unknown config key '{key}': {hint}(list the keys with `two-grpo train --cfg job`)"
+    m = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
+    if m and m2:
+        return f"{m2.group(1)}={m.group(1)!r}: wrong type, expected {m.group(2).lower()}"
+    m = re.search(r"Could not find '([\w]+)/([^']+)'", text)
+    if m:
+        group, option = m.groups()
+        folder = Path(conf_dir()) / group
+        options = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+        return f"{group}={option}: no such config; choose one of: {', '.join(options) or '(none)'}"
+    first = str(chain[-1]).strip().splitlines()[0] if str(chain[-1]).strip() else type(chain[-1]).__name__
+    where = f" (key {m2.group(1)})" if m2 else ""
+    return f"invalid config{where}: {first}; overrides were: {' '.join(overrides) or '(none)'}"
+
+
+def compose(overrides: list[str]):
+    """Compose conf/train.yaml with `overrides` -> (DictConfig with hydra node). Raises on bad input."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from two_grpo.config import register_schemas
+
+    register_schemas()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="train"):
+        return hydra_compose(config_name="train", overrides=overrides, return_hydra_config=True)
+
+
+def to_train_config(cfg: Any):
+    """DictConfig (without the hydra node) -> validated TrainConfig."""
+    from omegaconf import OmegaConf
+
+    from two_grpo.config import TrainConfig, validate
+
+    plain = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+    typed: TrainConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), plain))  # type: ignore[assignment]
+    validate(typed)
+    return typed
+
+
+def cmd_train(argv: list[str]) -> int:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from two_grpo.config import ConfigError
+
+    show = None
+    if "--cfg" in argv or "-c" in argv:
+        i = argv.index("--cfg") if "--cfg" in argv else argv.index("-c")
+        show = argv[i + 1] if i + 1 < len(argv) else "job"
+        argv = argv[:i] + argv[i + 2 :]
+    if "--help" in argv or "-h" in argv:
+        print(USAGE)
+        return 0
+    try:
+        cfg = compose(argv)
+        if not cfg.run_id:
+            cfg.run_id = f"{cfg.experiment_name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        if show:
+            node = cfg if show == "all" else OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+            print(OmegaConf.to_yaml(node, resolve=True), end="")
+        typed = to_train_config(cfg)
+        if show:
+            return 0
+    except ConfigError as exc:
+        print(f"two-grpo: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (OmegaConfBaseException, Exception) as exc:  # Hydra composition errors
+        if not _is_config_exception(exc):
+            raise
+        print(f"two-grpo: error: {format_config_error(exc, argv)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    run_dir = Path(str(cfg.hydra.run.dir))
+    if (run_dir / "metrics.jsonl").exists():
+        print(f"two-grpo: error: {run_dir} already holds a run (metrics.jsonl); choose another hydra.run.dir or run_id",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(typed)))
+    (run_dir / "overrides.txt").write_text("\n".join(argv) + ("\n" if argv else ""))
+    from two_grpo.trainer import train
+
+    try:
+        train(typed, run_dir)
+    except ConfigError as exc:
+        print(f"two-grpo: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def _is_config_exception(exc: BaseException) -> bool:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return isinstance(exc, (HydraException, OmegaConfBaseException))
+
+
+def cmd_build_model(argv: list[str]) -> int:
+    from two_grpo.tiny_model import ensure_built
+
+    cache = next((a.split("=", 1)[1] for a in argv if a.startswith("model.tiny_cache_dir=")), "")
+    print(ensure_built(cache))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "build-model": cmd_build_model}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else EXIT_BAD_INPUT
+    if argv[0] not in COMMANDS:
+        close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        print(f"two-grpo: error: unknown command '{argv[0]}'{hint} (commands: {', '.join(COMMANDS)})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

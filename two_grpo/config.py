@@ -1,0 +1,268 @@
+"""Typed config schemas, the allowed values of every choice key, derived sizes and validation.
+
+Hydra composes `conf/train.yaml` on top of `TrainConfig` (registered as `train_schema`), so a misspelt key
+or a wrong type fails at compose time. `validate()` then checks choice keys and combinations with one-line,
+fix-it messages. Derived sizes (`Derived`) are computed here and nowhere else.
+
+Dimension letters (see `batch.py`): P prompts per rollout batch, G group size, M prompts per mini-batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+class ConfigError(ValueError):
+    """A user-facing config problem; the message is one line that names the key and the fix."""
+
+
+@dataclass
+class ModelConfig:
+    path: str = "builtin:tiny"  # HF id, local folder, or builtin:tiny (built locally on first use)
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    trust_remote_code: bool = False
+    tiny_cache_dir: str = ""  # where builtin:tiny is built; "" -> $TWO_GRPO_CACHE or ~/.cache/two_grpo
+
+
+@dataclass
+class ArithConfig:
+    """The built-in arithmetic task (tasks/toy_arith.py)."""
+
+    min_operand: int = 0
+    max_operand: int = 99
+    operators: str = "+-"  # any of "+-*"
+    train_prompts: int = 20000
+    eval_prompts: int = 256
+    partial_credit: bool = False  # reward = fraction of answer characters right (continuous reward)
+
+
+@dataclass
+class DataConfig:
+    """A MATH / DAPO / GSM8K-style dataset for the `math` task (tasks/math.py)."""
+
+    path: str = ""  # HF dataset name, a .parquet file or a .jsonl file
+    split: str = "train"
+    eval_path: str = ""
+    eval_split: str = "test"
+    prompt_field: str = "problem"
+    answer_field: str = "answer"
+    answer_from_boxed: bool = False  # take the gold answer from the last \boxed{} of answer_field
+    template: str = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+    use_chat_template: bool = True
+    max_prompts: int = 0  # 0 = all
+
+
+@dataclass
+class TaskConfig:
+    name: str = "toy_arith"  # toy_arith | math
+    arith: ArithConfig = field(default_factory=ArithConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    reward_timeout_s: float = 2.0  # hard deadline per scored completion (worker process is killed)
+    reward_workers: int = 2
+
+
+@dataclass
+class RolloutConfig:
+    backend: str = "hf"  # hf (transformers generate; the fallback engine where vLLM is absent)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    max_response_tokens: int = 8
+    max_prompt_tokens: int = 512
+    gen_rollouts_per_call: int = 512  # HF engine: generate at most this many rollouts per generate() call
+
+
+@dataclass
+class LearnerConfig:
+    backend: str = "torch"  # torch (single process AdamW)
+    micro_rollouts: int = 64  # rollouts per forward/backward; gradient is accumulated over a mini-batch
+    grad_clip: float = 1.0  # max global grad norm; 0 = off
+    warmup_steps: int = 10  # linear warm-up over optimizer steps, then constant lr
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0
+    threads: int = 0  # torch CPU threads; 0 = torch default
+
+
+@dataclass
+class AlgoConfig:
+    advantage: str = "grpo"  # grpo | dr_grpo | batch_std | sign | rloo
+    adv_std: str = "population"  # population | sample  (grpo only)
+    adv_eps: float = 1e-6
+    drop_zero_var_groups: bool = False
+    clip: bool = True
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    loss_agg: str = "token_mean"  # token_mean | seq_mean_token_mean | seq_mean_token_sum
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"  # k1 | k3
+    entropy_coef: float = 0.0
+
+
+@dataclass
+class BudgetConfig:
+    """A run stops at the first limit reached; 0 = no limit from that key."""
+
+    max_steps: int = 0  # optimizer steps
+    max_epochs: float = 0.0  # passes over the training prompts
+    max_rollouts: int = 0
+    max_tokens: int = 0  # generated response tokens
+    max_wallclock_s: float = 0.0
+
+
+@dataclass
+class EvalConfig:
+    prompts: int = 256  # held-out prompts; 0 = no eval
+    samples_per_prompt: int = 1  # k for mean@k / pass@k
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0
+    every_steps: int = 0  # 0 = only at start and end
+
+
+@dataclass
+class LoggerConfig:
+    backend: str = "jsonl"  # jsonl | wandb (wandb also writes metrics.jsonl)
+    project: str = "two-grpo"
+    dump_rollouts_every: int = 10  # optimizer steps; 0 = never
+    progress: bool = True
+    print_every: int = 10  # non-interactive terminals: print one line every N steps
+
+
+@dataclass
+class TrainConfig:
+    group_size: int = 8  # G: rollouts per prompt
+    lr: float = 5e-5
+    prompts_per_rollout: int = 32  # P: prompts per rollout (generation) batch
+    prompts_per_minibatch: int = 32  # M: prompts per optimizer mini-batch
+    seed: int = 0
+    run_id: str = ""  # "" -> <experiment>-<time>-<random>
+    experiment_name: str = "default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.dtype": ("float32", "bfloat16", "float16"),
+    "task.name": ("toy_arith", "math"),
+    "rollout.backend": ("hf",),
+    "learner.backend": ("torch",),
+    "algo.advantage": ("grpo", "dr_grpo", "batch_std", "sign", "rloo"),
+    "algo.adv_std": ("population", "sample"),
+    "algo.loss_agg": ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum"),
+    "algo.kl_estimator": ("k1", "k3"),
+    "logger.backend": ("jsonl", "wandb"),
+}
+
+
+def register_schemas() -> None:
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Sizes computed from the config; printed at start and saved with the run."""
+
+    rollouts_per_minibatch: int  # M * G
+    rollouts_per_rollout_batch: int  # P * G
+    updates_per_rollout_batch: int  # P / M optimizer steps per rollout batch
+    train_prompts: int  # size of the training prompt set (None-like 0 if unknown)
+    rollout_batches_per_epoch: float
+    total_steps: int  # optimizer steps the budget allows (wall-clock aside); -1 if unbounded
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def derive(cfg: TrainConfig, train_prompts: int) -> Derived:
+    """Derived sizes; `train_prompts` is the number of training prompts the task provides."""
+    p, g, m = cfg.prompts_per_rollout, cfg.group_size, cfg.prompts_per_minibatch
+    updates = p // m
+    b = cfg.budget
+    limits: list[int] = []
+    if b.max_steps > 0:
+        limits.append(b.max_steps)
+    if b.max_epochs > 0 and train_prompts > 0:
+        limits.append(math.ceil(b.max_epochs * train_prompts / p) * updates)
+    if b.max_rollouts > 0:
+        limits.append(max(1, b.max_rollouts // (p * g)) * updates)
+    return Derived(
+        rollouts_per_minibatch=m * g,
+        rollouts_per_rollout_batch=p * g,
+        updates_per_rollout_batch=updates,
+        train_prompts=train_prompts,
+        rollout_batches_per_epoch=train_prompts / p if train_prompts else 0.0,
+        total_steps=min(limits) if limits else -1,
+    )
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise ConfigError (one line, names the key and the fix) on the first problem found."""
+    for key, allowed in CHOICES.items():
+        value = _get(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+    positive = {
+        "group_size": cfg.group_size,
+        "prompts_per_rollout": cfg.prompts_per_rollout,
+        "prompts_per_minibatch": cfg.prompts_per_minibatch,
+        "learner.micro_rollouts": cfg.learner.micro_rollouts,
+        "rollout.max_response_tokens": cfg.rollout.max_response_tokens,
+        "task.reward_workers": cfg.task.reward_workers,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key}={value} must be >= 1")
+    if cfg.group_size < 2:
+        raise ConfigError(f"group_size={cfg.group_size} must be >= 2: a group of one has no baseline to compare to")
+    if cfg.prompts_per_rollout % cfg.prompts_per_minibatch:
+        raise ConfigError(
+            f"prompts_per_rollout={cfg.prompts_per_rollout} must be divisible by prompts_per_minibatch="
+            f"{cfg.prompts_per_minibatch}; set prompts_per_rollout to a multiple of it"
+        )
+    if not cfg.lr > 0:
+        raise ConfigError(f"lr={cfg.lr} must be > 0")
+    if cfg.algo.clip and not (0 <= cfg.algo.clip_low < 1 and cfg.algo.clip_high >= 0):
+        raise ConfigError(
+            f"algo.clip_low={cfg.algo.clip_low} / algo.clip_high={cfg.algo.clip_high}: need 0 <= clip_low < 1 and clip_high >= 0"
+        )
+    if cfg.algo.kl_coef < 0:
+        raise ConfigError(f"algo.kl_coef={cfg.algo.kl_coef} must be >= 0")
+    if not (0 < cfg.rollout.top_p <= 1):
+        raise ConfigError(f"rollout.top_p={cfg.rollout.top_p} must be in (0, 1]")
+    if cfg.rollout.temperature <= 0:
+        raise ConfigError(f"rollout.temperature={cfg.rollout.temperature} must be > 0 for training rollouts")
+    b = cfg.budget
+    if not any(v > 0 for v in (b.max_steps, b.max_epochs, b.max_rollouts, b.max_tokens, b.max_wallclock_s)):
+        raise ConfigError(
+            "budget: no stopping limit is set; set one of budget.max_steps, budget.max_epochs, "
+            "budget.max_rollouts, budget.max_tokens, budget.max_wallclock_s (or pick budget=steps|epochs|rollouts)"
+        )
+    if cfg.task.name == "math" and not cfg.task.data.path:
+        raise ConfigError("task.data.path is empty; set it to a HF dataset name, a .parquet or a .jsonl file")
+    arith = cfg.task.arith
+    if cfg.task.name == "toy_arith":
+        if arith.max_operand < arith.min_operand:
+            raise ConfigError(f"task.arith.max_operand={arith.max_operand} must be >= task.arith.min_operand")
+        bad = set(arith.operators) - set("+-*")
+        if bad or not arith.operators:
+            raise ConfigError(f"task.arith.operators={arith.operators!r}: use one or more of '+', '-', '*'")
+    if cfg.eval.samples_per_prompt < 1:
+        raise ConfigError(f"eval.samples_per_prompt={cfg.eval.samples_per_prompt} must be >= 1")

@@ -1,0 +1,56 @@
+"""Terminal output: a rich progress bar (or one plain line every N steps when not a terminal) and the
+closing summary table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console(highlight=False)
+
+
+class ProgressView:
+    def __init__(self, total_steps: int, enabled: bool, print_every: int):
+        self.print_every = max(print_every, 1)
+        self.bar: Progress | None = None
+        if enabled and console.is_terminal:
+            self.bar = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+            )
+            self.task = self.bar.add_task("train", total=total_steps if total_steps > 0 else None, info="")
+            self.bar.start()
+
+    def update(self, m: dict[str, Any]) -> None:
+        info = (f"solve {m['rollout/solve_rate']:.2f}  reward {m['rollout/reward_mean']:.3f}  "
+                f"zero-var {m['rollout/zero_var_group_frac']:.2f}  len {m['rollout/response_tokens_mean']:.1f}  "
+                f"{m['time/step']:.2f}s/step")
+        if self.bar is not None:
+            self.bar.update(self.task, completed=m["step"], info=info)
+        elif m["step"] % self.print_every == 0 or m["step"] == 1:
+            console.print(f"step {m['step']:>5}  {info}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def print_header(run_dir: str, model: str, derived: dict[str, Any], cfg: Any) -> None:
+    console.print(f"[bold]two-grpo train[/]  run dir: {run_dir}")
+    console.print(f"model {model}  task {cfg.task.name}  group_size {cfg.group_size}  lr {cfg.lr:g}  "
+                  f"advantage {cfg.algo.advantage}  loss_agg {cfg.algo.loss_agg}")
+    console.print("derived: " + "  ".join(f"{k}={v}" for k, v in derived.items()))
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    t = Table(title="run summary", show_header=True)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for key, value in s.items():
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        t.add_row(key, str(value))
+    console.print(t)

@@ -1,0 +1,45 @@
+"""Forward pass and loss of one micro-batch, shared by every learner backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from two_grpo.algo.logprobs import token_entropy, token_logprobs
+from two_grpo.algo.losses import policy_loss
+from two_grpo.batch import TrainBatch
+from two_grpo.config import AlgoConfig
+
+
+def forward_logprobs(model: Any, batch: TrainBatch, temperature: float, with_entropy: bool = False):
+    """Per-token log-probs [B, L-1] of the batch's own next tokens (and entropy [B, L-1] if asked)."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits[:, :-1]
+    logp = token_logprobs(logits, batch.input_ids[:, 1:], temperature)
+    return logp, (token_entropy(logits, temperature) if with_entropy else None)
+
+
+def micro_batch_loss(
+    model: Any, micro: TrainBatch, algo: AlgoConfig, temperature: float, minibatch_tokens: float, minibatch_seqs: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss of one micro-batch, normalised by its whole mini-batch (so micro-splits sum to the same loss)."""
+    logp, entropy = forward_logprobs(model, micro, temperature, with_entropy=True)
+    old = micro.old_logp if micro.old_logp is not None else logp.detach()  # on-policy: ratio == 1
+    return policy_loss(
+        logp, old, micro.adv, micro.loss_mask,
+        clip=algo.clip, clip_low=algo.clip_low, clip_high=algo.clip_high, agg=algo.loss_agg,
+        minibatch_tokens=minibatch_tokens, minibatch_seqs=minibatch_seqs,
+        ref_logp=micro.ref_logp, kl_coef=algo.kl_coef, kl_estimator=algo.kl_estimator,
+        entropy=entropy, entropy_coef=algo.entropy_coef,
+    )
+
+
+def summarize(sums: dict[str, float], n_tokens: float) -> dict[str, float]:
+    """Turn `*_sum` token sums into per-token means; pass other metrics through."""
+    out: dict[str, float] = {}
+    for key, value in sums.items():
+        if key.endswith("_sum"):
+            out[key[: -len("_sum")]] = value / max(n_tokens, 1.0)
+        else:
+            out[key] = value
+    return out

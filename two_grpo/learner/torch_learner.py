@@ -1,0 +1,83 @@
+"""Single-process learner: AdamW, linear warm-up then constant lr, global grad-norm clipping.
+
+A mini-batch is split into micro-batches of `micro_rollouts` rows; each micro-batch loss is already divided
+by the mini-batch normaliser, so gradients simply accumulate. A non-finite loss or grad norm skips the update.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+import torch
+
+from two_grpo.batch import TrainBatch
+from two_grpo.config import AlgoConfig, LearnerConfig
+from two_grpo.learner.step import forward_logprobs, micro_batch_loss, summarize
+
+
+class TorchLearner:
+    def __init__(self, model: Any, cfg: LearnerConfig, lr: float, algo: AlgoConfig, temperature: float):
+        self.model, self.cfg, self.algo, self.temperature = model, cfg, algo, temperature
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, weight_decay=cfg.weight_decay
+        )
+        warmup = max(cfg.warmup_steps, 0)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+        )
+        self.skipped_updates = 0
+        self.ref_model = None
+        if algo.kl_coef > 0:  # frozen copy of the initial policy for the KL term
+            import copy
+
+            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        model.train()
+
+    def logprobs(self, batch: TrainBatch) -> torch.Tensor:
+        """[R, L-1] log-probs of the batch's tokens under the current weights (no grad)."""
+        return self._logprobs(self.model, batch)
+
+    def ref_logprobs(self, batch: TrainBatch) -> torch.Tensor:
+        """[R, L-1] log-probs under the frozen reference (initial) policy."""
+        assert self.ref_model is not None, "ref_logprobs needs algo.kl_coef > 0"
+        return self._logprobs(self.ref_model, batch)
+
+    @torch.no_grad()
+    def _logprobs(self, model: Any, batch: TrainBatch) -> torch.Tensor:
+        out = torch.zeros_like(batch.loss_mask)
+        for start in range(0, len(batch), self.cfg.micro_rollouts):
+            idx = torch.arange(start, min(start + self.cfg.micro_rollouts, len(batch)))
+            logp, _ = forward_logprobs(model, batch.select(idx), self.temperature)
+            out[idx, : logp.shape[1]] = logp
+        return out
+
+    def train_minibatch(self, mb: TrainBatch) -> dict[str, float]:
+        """One optimizer step on mini-batch `mb`; returns loss/optim metrics."""
+        n_tok, n_seq = mb.n_tokens, float(len(mb))
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        for micro in mb.split_rows(self.cfg.micro_rollouts):
+            loss, metrics = micro_batch_loss(self.model, micro, self.algo, self.temperature, n_tok, n_seq)
+            loss.backward()
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
+        lr = self.scheduler.get_last_lr()[0]
+        skipped = not (math.isfinite(grad_norm) and math.isfinite(sums.get("loss/policy", 0.0)))
+        if skipped:
+            self.skipped_updates += 1
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        out = summarize(sums, n_tok)
+        out.update({"optim/grad_norm": grad_norm, "optim/lr": lr, "optim/skipped": float(skipped)})
+        out["loss/clip_frac"] = out.get("loss/clip_frac_low", 0.0) + out.get("loss/clip_frac_high", 0.0)
+        return out
+
+    def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """(name, tensor) of every parameter, for pushing into a rollout engine."""
+        yield from self.model.named_parameters()

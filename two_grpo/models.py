@@ -1,0 +1,50 @@
+"""Load a causal LM and its tokenizer: a HF id, a local folder, or `builtin:tiny` (built locally on first use)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from two_grpo.config import ConfigError, ModelConfig
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_model_path(cfg: ModelConfig, quiet: bool = False) -> str:
+    """Local folder or hub id for `cfg.path`, building builtin:tiny when needed. Fails before loading weights."""
+    if cfg.path == "builtin:tiny":
+        from two_grpo.tiny_model import ensure_built
+
+        return str(ensure_built(cfg.tiny_cache_dir, quiet=quiet))
+    if cfg.path.startswith("builtin:"):
+        raise ConfigError(f"model.path={cfg.path!r}: the only built-in model is builtin:tiny")
+    looks_local = cfg.path.startswith((".", "/", "~")) or os.path.exists(cfg.path)
+    if looks_local:
+        path = os.path.expanduser(cfg.path)
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise ConfigError(f"model.path={cfg.path!r}: no config.json there; give a HF model folder or a hub id")
+    return cfg.path
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if os.path.isfile(os.path.join(path, "two_grpo_recipe.json")):  # our char-level tokenizer: keep its pipeline
+        tok = PreTrainedTokenizerFast.from_pretrained(path)
+    else:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: str, cfg: ModelConfig) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    if cfg.trust_remote_code:
+        print(f"WARNING: model.trust_remote_code=true: running code shipped with {path}")
+    return AutoModelForCausalLM.from_pretrained(
+        path, dtype=DTYPES[cfg.dtype], trust_remote_code=cfg.trust_remote_code, use_safetensors=None
+    )

@@ -1,0 +1,37 @@
+"""The RolloutEngine protocol that the HF (fallback) and vLLM engines implement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Protocol
+
+import torch
+
+from two_grpo.batch import Prompt, Rollout
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int  # samples per prompt (group_size for training)
+    temperature: float  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    max_new_tokens: int = 8
+    seed: int = 0  # per-call seed: the same (seed, prompts, weights) give the same samples
+
+
+class RolloutEngine(Protocol):
+    name: str
+    pad_id: int  # token id used to pad rows of a TrainBatch
+
+    def generate(self, prompts: list[Prompt], group_ids: list[int], sampling: Sampling) -> list[Rollout]:
+        """`sampling.n` rollouts per prompt; rollouts of prompts[i] carry group_ids[i]."""
+        ...
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Replace the engine's weights (no disk round trip) and reset any prefix cache."""
+        ...
+
+    def shares_learner_weights(self) -> bool:
+        """True when the engine samples from the learner's own module, so no sync is needed."""
+        ...

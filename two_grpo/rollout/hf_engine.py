@@ -1,0 +1,87 @@
+"""Fallback rollout engine on transformers `generate`, for machines without vLLM.
+
+It samples from the learner's own module (no copy, so weight sync is free and exact). Prompts are left-padded
+and each prompt is repeated `n` times; sampling runs under a forked RNG seeded per call, so a rollout batch
+is reproducible from (seed, weights) and the trainer's RNG stream is untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+
+from two_grpo.batch import Prompt, Rollout
+from two_grpo.rollout.base import Sampling
+
+
+class HFEngine:
+    name = "hf"
+
+    def __init__(self, model: Any, tokenizer: Any, max_prompt_tokens: int, rollouts_per_call: int = 512):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_prompt_tokens, self.rollouts_per_call = max_prompt_tokens, rollouts_per_call
+        self.eos_id = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+
+    def shares_learner_weights(self) -> bool:
+        return True
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        state = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in named_tensors:
+                if name in state and state[name].data_ptr() != tensor.data_ptr():
+                    state[name].copy_(tensor)
+
+    def encode_prompts(self, prompts: list[Prompt]) -> list[list[int]]:
+        ids = self.tokenizer([p.text for p in prompts], add_special_tokens=False)["input_ids"]
+        return [x[-self.max_prompt_tokens :] for x in ids]
+
+    @torch.no_grad()
+    def generate(self, prompts: list[Prompt], group_ids: list[int], sampling: Sampling) -> list[Rollout]:
+        from transformers import GenerationConfig
+
+        prompt_ids = self.encode_prompts(prompts)
+        jobs = [(i, k) for i in range(len(prompts)) for k in range(sampling.n)]  # prompt-major order
+        greedy = sampling.temperature == 0
+        gen_cfg = GenerationConfig(
+            do_sample=not greedy,
+            temperature=None if greedy else sampling.temperature,
+            top_p=None if greedy else sampling.top_p,
+            top_k=None if greedy else sampling.top_k,
+            max_new_tokens=sampling.max_new_tokens,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_id,
+            repetition_penalty=1.0,
+        )
+        was_training = self.model.training
+        self.model.eval()
+        rollouts: list[Rollout] = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sampling.seed)
+            for start in range(0, len(jobs), self.rollouts_per_call):
+                chunk = jobs[start : start + self.rollouts_per_call]
+                rows = [prompt_ids[i] for i, _ in chunk]
+                width = max(map(len, rows))
+                input_ids = torch.tensor([[self.pad_id] * (width - len(r)) + r for r in rows])
+                attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+                out = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=gen_cfg)
+                for (i, _), seq in zip(chunk, out[:, width:].tolist()):
+                    rollouts.append(self._make_rollout(prompts[i], group_ids[i], prompt_ids[i], seq))
+        self.model.train(was_training)
+        return rollouts
+
+    def _make_rollout(self, prompt: Prompt, group_id: int, prompt_ids: list[int], seq: list[int]) -> Rollout:
+        if self.eos_id in seq:
+            seq, reason = seq[: seq.index(self.eos_id) + 1], "stop"
+        else:
+            reason = "length"
+        return Rollout(
+            group_id=group_id,
+            prompt_id=prompt.prompt_id,
+            prompt_token_ids=prompt_ids,
+            token_ids=seq,
+            text=self.tokenizer.decode(seq, skip_special_tokens=True),
+            finish_reason=reason,
+        )

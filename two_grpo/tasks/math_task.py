@@ -1,0 +1,129 @@
+"""MATH / DAPO-Math / GSM8K-style task: records from a HF dataset name, a parquet or a JSONL file, a prompt
+template (the model's chat template when it has one), and the final answer checked with math-verify.
+
+Scoring runs in worker processes (`sandboxed = True`) because sympy can hang on hostile output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from two_grpo.batch import Prompt
+from two_grpo.config import ConfigError, DataConfig
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (balanced braces) in `text`, or None."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    i, depth = start + len("\\boxed{"), 1
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i:j]
+    return None
+
+
+def math_verify_score(gold: str, completion: str) -> float:
+    """1.0 when math-verify finds the completion's final answer equal to `gold`, else 0.0. Never raises on
+    malformed output (returns 0.0); call it in a worker process, where math-verify's SIGALRM timeouts work."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    gold_text = gold if "\\boxed" in gold or "$" in gold else f"${gold}$"
+    gold_parsed = parse(gold_text, extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()])
+    if not gold_parsed:
+        return 0.0
+    pred = parse(completion, extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()])
+    return 1.0 if pred and verify(gold_parsed, pred) else 0.0
+
+
+def load_records(path: str, split: str) -> list[dict[str, Any]]:
+    """Rows of a .jsonl / .parquet file, or of a HF dataset `path` (needs the `datasets` package)."""
+    if path.endswith(".jsonl") or path.endswith(".json"):
+        if not os.path.isfile(path):
+            raise ConfigError(f"task.data.path={path!r}: file not found; give an existing .jsonl/.parquet file or a HF dataset name")
+        rows = []
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise ConfigError(f"{path}:{n}: not valid JSON ({exc.msg}); fix or remove that line") from None
+        return rows
+    if path.endswith(".parquet"):
+        if not os.path.isfile(path):
+            raise ConfigError(f"task.data.path={path!r}: file not found; give an existing .jsonl/.parquet file or a HF dataset name")
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as exc:
+            raise ConfigError(f"{path}: unreadable parquet file ({type(exc).__name__}); check the file") from None
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError(
+            f"task.data.path={path!r} looks like a HF dataset name, which needs `pip install datasets`; "
+            "or give a local .jsonl/.parquet file"
+        ) from None
+    try:
+        return list(datasets.load_dataset(path, split=split))
+    except Exception as exc:
+        raise ConfigError(f"task.data.path={path!r} split={split!r}: could not load ({type(exc).__name__}: {exc})"[:300]) from None
+
+
+class MathTask:
+    name = "math"
+    sandboxed = True
+    score_fn = staticmethod(math_verify_score)
+
+    def __init__(self, cfg: DataConfig, tokenizer: Any):
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self._train = self._load(cfg.path, cfg.split)
+        self._eval = self._load(cfg.eval_path, cfg.eval_split) if cfg.eval_path else []
+
+    def render(self, question: str) -> str:
+        body = self.cfg.template.format(problem=question)
+        if self.cfg.use_chat_template and getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
+            )
+        return body
+
+    def _load(self, path: str, split: str) -> list[Prompt]:
+        rows = load_records(path, split)
+        if not rows:
+            raise ConfigError(f"task.data.path={path!r}: no records; point it at a non-empty dataset")
+        pf, af = self.cfg.prompt_field, self.cfg.answer_field
+        prompts: list[Prompt] = []
+        seen: set[str] = set()
+        for n, row in enumerate(rows, 1):
+            missing = [k for k in (pf, af) if k not in row]
+            if missing:
+                raise ConfigError(
+                    f"{path}: record {n} has no field {missing[0]!r} (fields: {', '.join(sorted(row))}); "
+                    f"set task.data.prompt_field / task.data.answer_field"
+                )
+            question, answer = str(row[pf]), str(row[af])
+            if self.cfg.answer_from_boxed:
+                answer = last_boxed(answer) or answer
+            if question in seen:  # duplicate prompts would double-weight a problem
+                continue
+            seen.add(question)
+            prompts.append(Prompt(prompt_id=len(prompts), text=self.render(question), answer=answer, question=question))
+            if self.cfg.max_prompts and len(prompts) >= self.cfg.max_prompts:
+                break
+        return prompts
+
+    def train_prompts(self) -> list[Prompt]:
+        return self._train
+
+    def eval_prompts(self, n: int) -> list[Prompt]:
+        return self._eval[:n]

@@ -1,0 +1,165 @@
+"""Build the embedded default model `builtin:tiny` locally, with no hub access.
+
+A character-level tokenizer (printable ASCII) and a ~0.8 M-parameter Qwen2 causal LM, warm-started by a short
+supervised run on the built-in arithmetic task so that it solves some problems but not all at temperature 1
+(GRPO needs groups with mixed rewards). Built once into a cache folder keyed by the recipe, written to a
+temporary folder and renamed whole, so an interrupted build is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+@dataclass(frozen=True)
+class TinyRecipe:
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 128
+    sft_steps: int = 1500
+    sft_batch: int = 128
+    sft_lr: float = 3e-3
+    min_operand: int = 0
+    max_operand: int = 99
+    operators: str = "+-"
+    seed: int = 0
+    version: int = 1
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TWO_GRPO_CACHE") or Path.home() / ".cache" / "two_grpo")
+
+
+def build_tokenizer():  # -> PreTrainedTokenizerFast
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = [chr(i) for i in range(32, 127)] + ["\n"]
+    vocab = {t: i for i, t in enumerate(SPECIALS + chars)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(SPECIALS)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    fast.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}A: {% endif %}"
+    return fast
+
+
+def _sft(model, tokenizer, recipe: TinyRecipe, progress: Callable[[int, int], None] | None) -> None:
+    """Teacher-forced training on `a op b=` -> `c</s>`, loss on the answer tokens only."""
+    from two_grpo.config import ArithConfig
+    from two_grpo.tasks.toy_arith import TASK_SEED, make_problem
+
+    cfg = ArithConfig(min_operand=recipe.min_operand, max_operand=recipe.max_operand, operators=recipe.operators)
+    held_out = set()
+    eval_rng = random.Random(TASK_SEED + 1)  # the task's eval set: never trained on
+    for _ in range(4 * 256):
+        held_out.add(make_problem(eval_rng, cfg)[0])
+    rng = random.Random(recipe.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.sft_lr, weight_decay=0.0)
+    eos = tokenizer.eos_token_id
+    model.train()
+    for step in range(recipe.sft_steps):
+        rows, masks = [], []
+        while len(rows) < recipe.sft_batch:
+            q, a = make_problem(rng, cfg)
+            if q in held_out:
+                continue
+            q_ids = tokenizer.convert_tokens_to_ids(list(q))  # character-level vocabulary
+            a_ids = tokenizer.convert_tokens_to_ids(list(a)) + [eos]
+            rows.append(q_ids + a_ids)
+            masks.append([0] * len(q_ids) + [1] * len(a_ids))
+        length = max(map(len, rows))
+        ids = torch.tensor([r + [0] * (length - len(r)) for r in rows])
+        mask = torch.tensor([m + [0] * (length - len(m)) for m in masks], dtype=torch.float32)
+        attn = (torch.arange(length)[None, :] < torch.tensor([len(r) for r in rows])[:, None]).long()
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        loss = (nll * mask[:, 1:]).sum() / mask[:, 1:].sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for g in opt.param_groups:  # short warm-up, then linear decay to 0 (the anneal sharpens the model)
+            g["lr"] = recipe.sft_lr * min(1.0, (step + 1) / 50) * (1 - step / recipe.sft_steps)
+        opt.step()
+        if os.environ.get("TWO_GRPO_DEBUG") and step % 100 == 0:
+            print(step, float(loss))
+        if progress:
+            progress(step + 1, recipe.sft_steps)
+    model.eval()
+
+
+def build(out_dir: Path, recipe: TinyRecipe, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Build the tokenizer and model, SFT them, and save to `out_dir` (atomically)."""
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    torch.manual_seed(recipe.seed)
+    tokenizer = build_tokenizer()
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=recipe.hidden_size,
+        intermediate_size=recipe.intermediate_size,
+        num_hidden_layers=recipe.num_hidden_layers,
+        num_attention_heads=recipe.num_attention_heads,
+        num_key_value_heads=recipe.num_key_value_heads,
+        max_position_embeddings=recipe.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    _sft(model, tokenizer, recipe, progress)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "two_grpo_recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def ensure_built(cache_dir: str = "", recipe: TinyRecipe | None = None, quiet: bool = False) -> Path:
+    """Path of the cached builtin:tiny model, building it (with a progress bar) when missing."""
+    recipe = recipe or TinyRecipe()
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    out = root / f"tiny-{recipe.key()}"
+    if (out / "two_grpo_recipe.json").exists():
+        return out
+    if quiet:
+        return build(out, recipe)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    t0 = time.time()
+    with Progress(TextColumn("building builtin:tiny (one time)"), BarColumn(), TextColumn("{task.completed}/{task.total} SFT steps"),
+                  TimeRemainingColumn()) as bar:
+        job = bar.add_task("sft", total=recipe.sft_steps)
+        build(out, recipe, progress=lambda done, total: bar.update(job, completed=done))
+    print(f"built builtin:tiny in {time.time() - t0:.0f}s -> {out}")
+    return out
