@@ -79,8 +79,11 @@ class TrainBatch:
         return [self.select(torch.arange(i, min(i + rows_per_chunk, n))) for i in range(0, n, rows_per_chunk)]
 
     def with_logprobs(self, old_logp: torch.Tensor | None = None, ref_logp: torch.Tensor | None = None) -> TrainBatch:
-        return replace(self, old_logp=old_logp if old_logp is not None else self.old_logp,
-                       ref_logp=ref_logp if ref_logp is not None else self.ref_logp)
+        return replace(
+            self,
+            old_logp=old_logp if old_logp is not None else self.old_logp,
+            ref_logp=ref_logp if ref_logp is not None else self.ref_logp,
+        )
 
 
 def collate(rollouts: list[Rollout], pad_id: int) -> TrainBatch:

@@ -137,8 +137,10 @@ def cmd_train(argv: list[str]) -> int:
         return EXIT_BAD_INPUT
     run_dir = Path(str(cfg.hydra.run.dir))
     if (run_dir / "metrics.jsonl").exists():
-        print(f"two-grpo: error: {run_dir} already holds a run (metrics.jsonl); choose another hydra.run.dir or run_id",
-              file=sys.stderr)
+        print(
+            f"two-grpo: error: {run_dir} already holds a run (metrics.jsonl); choose another hydra.run.dir or run_id",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(typed)))

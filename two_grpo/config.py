@@ -71,7 +71,7 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0  # 0 = off
-    max_response_tokens: int = 8
+    max_response_tokens: int = 12
     max_prompt_tokens: int = 512
     gen_rollouts_per_call: int = 512  # HF engine: generate at most this many rollouts per generate() call
 

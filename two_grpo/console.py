@@ -18,16 +18,23 @@ class ProgressView:
         self.bar: Progress | None = None
         if enabled and console.is_terminal:
             self.bar = Progress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console,
             )
             self.task = self.bar.add_task("train", total=total_steps if total_steps > 0 else None, info="")
             self.bar.start()
 
     def update(self, m: dict[str, Any]) -> None:
-        info = (f"solve {m['rollout/solve_rate']:.2f}  reward {m['rollout/reward_mean']:.3f}  "
-                f"zero-var {m['rollout/zero_var_group_frac']:.2f}  len {m['rollout/response_tokens_mean']:.1f}  "
-                f"{m['time/step']:.2f}s/step")
+        info = (
+            f"solve {m['rollout/solve_rate']:.2f}  reward {m['rollout/reward_mean']:.3f}  "
+            f"zero-var {m['rollout/zero_var_group_frac']:.2f}  len {m['rollout/response_tokens_mean']:.1f}  "
+            f"{m['time/step']:.2f}s/step"
+        )
         if self.bar is not None:
             self.bar.update(self.task, completed=m["step"], info=info)
         elif m["step"] % self.print_every == 0 or m["step"] == 1:
@@ -40,8 +47,10 @@ class ProgressView:
 
 def print_header(run_dir: str, model: str, derived: dict[str, Any], cfg: Any) -> None:
     console.print(f"[bold]two-grpo train[/]  run dir: {run_dir}")
-    console.print(f"model {model}  task {cfg.task.name}  group_size {cfg.group_size}  lr {cfg.lr:g}  "
-                  f"advantage {cfg.algo.advantage}  loss_agg {cfg.algo.loss_agg}")
+    console.print(
+        f"model {model}  task {cfg.task.name}  group_size {cfg.group_size}  lr {cfg.lr:g}  "
+        f"advantage {cfg.algo.advantage}  loss_agg {cfg.algo.loss_agg}"
+    )
     console.print("derived: " + "  ".join(f"{k}={v}" for k, v in derived.items()))
 
 

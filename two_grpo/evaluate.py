@@ -19,14 +19,16 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
-def evaluate(engine: RolloutEngine, scorer: RewardScorer, prompts: list[Prompt], cfg: EvalConfig,
-             max_new_tokens: int, seed: int) -> dict[str, float]:
+def evaluate(
+    engine: RolloutEngine, scorer: RewardScorer, prompts: list[Prompt], cfg: EvalConfig, max_new_tokens: int, seed: int
+) -> dict[str, float]:
     """`eval/<task>/mean@k` (mean reward) and `eval/<task>/pass@k` (reward 1.0 counts as solved)."""
     if not prompts:
         return {}
     k = cfg.samples_per_prompt
-    sampling = Sampling(n=k, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-                        max_new_tokens=max_new_tokens, seed=seed)
+    sampling = Sampling(
+        n=k, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=max_new_tokens, seed=seed
+    )
     rollouts = engine.generate(prompts, list(range(len(prompts))), sampling)
     report = scorer.score(rollouts, {p.prompt_id: p for p in prompts})
     per_prompt: dict[int, list[float]] = {}

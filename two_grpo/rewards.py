@@ -47,7 +47,9 @@ class RewardScorer:
             report.timeouts += status == "timeout"
             report.errors += status == "error"
             if status != "ok" and len(report.first_failures) < 5:
-                report.first_failures.append({"status": status, "detail": out.detail, "gold": gold, "completion": text[:2000]})
+                report.first_failures.append(
+                    {"status": status, "detail": out.detail, "gold": gold, "completion": text[:2000]}
+                )
         return report
 
     def close(self) -> None:

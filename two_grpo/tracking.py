@@ -53,7 +53,9 @@ class Tracker:
             import wandb
 
             os.environ.setdefault("WANDB_DIR", str(run_dir))
-            self._wandb = wandb.init(project=project, name=run_id, id=run_id, config=config, dir=str(run_dir), resume="allow")
+            self._wandb = wandb.init(
+                project=project, name=run_id, id=run_id, config=config, dir=str(run_dir), resume="allow"
+            )
 
     def log(self, metrics: dict[str, Any]) -> None:
         self._metrics.write(json.dumps(metrics, sort_keys=True) + "\n")
@@ -66,11 +68,22 @@ class Tracker:
         folder.mkdir(exist_ok=True)
         with open(folder / f"step_{step:06d}.jsonl", "w", encoding="utf-8") as f:
             for r in rollouts:
-                f.write(json.dumps({
-                    "step": step, "group_id": r.group_id, "prompt": prompts[r.prompt_id].text,
-                    "answer": prompts[r.prompt_id].answer, "completion": r.text, "reward": r.reward,
-                    "advantage": r.advantage, "finish_reason": r.finish_reason, "response_tokens": len(r.token_ids),
-                }) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "step": step,
+                            "group_id": r.group_id,
+                            "prompt": prompts[r.prompt_id].text,
+                            "answer": prompts[r.prompt_id].answer,
+                            "completion": r.text,
+                            "reward": r.reward,
+                            "advantage": r.advantage,
+                            "finish_reason": r.finish_reason,
+                            "response_tokens": len(r.token_ids),
+                        }
+                    )
+                    + "\n"
+                )
 
     def dump_failures(self, step: int, failures: list[dict[str, str]]) -> None:
         with open(self.run_dir / "reward_failures.jsonl", "a", encoding="utf-8") as f:

@@ -12,16 +12,17 @@ import json
 import random
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from two_grpo.algo.advantages import compute_advantages
 from two_grpo.batch import Prompt, Rollout, collate, split_groups
 from two_grpo.config import Derived, TrainConfig, derive
-from two_grpo.console import ProgressView, console, print_header, print_summary
+from two_grpo.console import ProgressView, print_header, print_summary
 from two_grpo.evaluate import evaluate
 from two_grpo.learner import make_learner
 from two_grpo.models import load_model, load_tokenizer, resolve_model_path
@@ -61,7 +62,9 @@ def sampling_seed(run_seed: int, rollout_batch: int) -> int:
     return (run_seed * 1_000_003 + rollout_batch * 7919) % (2**31 - 1)
 
 
-def rollout_metrics(rollouts: list[Rollout], zero_var: torch.Tensor, n_timeouts: int, n_errors: int) -> dict[str, float]:
+def rollout_metrics(
+    rollouts: list[Rollout], zero_var: torch.Tensor, n_timeouts: int, n_errors: int
+) -> dict[str, float]:
     n = max(len(rollouts), 1)
     groups = {r.group_id for r in rollouts}
     zero_groups = {r.group_id for r, z in zip(rollouts, zero_var.tolist()) if z}
@@ -98,8 +101,11 @@ class Budget:
         )
 
     def as_metrics(self) -> dict[str, int]:
-        return {"budget/rollouts_total": self.rollouts, "budget/tokens_generated_total": self.tokens,
-                "budget/optimizer_steps": self.steps}
+        return {
+            "budget/rollouts_total": self.rollouts,
+            "budget/tokens_generated_total": self.tokens,
+            "budget/optimizer_steps": self.steps,
+        }
 
 
 def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
@@ -123,7 +129,9 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     sampler = PromptSampler(len(train_set), cfg.prompts_per_rollout, cfg.seed)
     from omegaconf import OmegaConf
 
-    tracker = Tracker(run_dir, cfg.logger.backend, cfg.logger.project, OmegaConf.to_container(OmegaConf.structured(cfg)), cfg.run_id)
+    tracker = Tracker(
+        run_dir, cfg.logger.backend, cfg.logger.project, OmegaConf.to_container(OmegaConf.structured(cfg)), cfg.run_id
+    )
     timers, budget = Timers(), Budget(cfg)
     history: list[dict[str, Any]] = []
     view = ProgressView(derived.total_steps, cfg.logger.progress, cfg.logger.print_every)
@@ -133,8 +141,9 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
             eval_start = run_eval(engine, scorer, eval_set, cfg)
         rollout_batch = 0
         while not budget.exhausted(sampler.epochs_done):
-            history += rollout_step(cfg, derived, rollout_batch, train_set, sampler, engine, scorer, learner,
-                                    tracker, timers, budget, view)
+            history += rollout_step(
+                cfg, derived, rollout_batch, train_set, sampler, engine, scorer, learner, tracker, timers, budget, view
+            )
             rollout_batch += 1
             if cfg.eval.every_steps and budget.steps % cfg.eval.every_steps == 0 and history:
                 with timers.phase("eval"):
@@ -155,24 +164,45 @@ def run_eval(engine, scorer, eval_set: list[Prompt], cfg: TrainConfig) -> dict[s
     return evaluate(engine, scorer, eval_set, cfg.eval, cfg.rollout.max_response_tokens, seed=cfg.seed + 17)
 
 
-def rollout_step(cfg: TrainConfig, derived: Derived, rollout_batch: int, train_set: list[Prompt], sampler: PromptSampler,
-                 engine, scorer: RewardScorer, learner, tracker: Tracker, timers: Timers, budget: Budget,
-                 view: ProgressView) -> list[dict[str, Any]]:
+def rollout_step(
+    cfg: TrainConfig,
+    derived: Derived,
+    rollout_batch: int,
+    train_set: list[Prompt],
+    sampler: PromptSampler,
+    engine,
+    scorer: RewardScorer,
+    learner,
+    tracker: Tracker,
+    timers: Timers,
+    budget: Budget,
+    view: ProgressView,
+) -> list[dict[str, Any]]:
     """One rollout batch and its U optimizer steps; returns the metrics lines it logged."""
     t_step = time.perf_counter()
     prompts = [train_set[i] for i in sampler.next_batch()]
     by_id = {p.prompt_id: p for p in prompts}
-    sampling = Sampling(n=cfg.group_size, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-                        top_k=cfg.rollout.top_k, max_new_tokens=cfg.rollout.max_response_tokens,
-                        seed=sampling_seed(cfg.seed, rollout_batch))
+    sampling = Sampling(
+        n=cfg.group_size,
+        temperature=cfg.rollout.temperature,
+        top_p=cfg.rollout.top_p,
+        top_k=cfg.rollout.top_k,
+        max_new_tokens=cfg.rollout.max_response_tokens,
+        seed=sampling_seed(cfg.seed, rollout_batch),
+    )
     group_ids = [rollout_batch * cfg.prompts_per_rollout + i for i in range(len(prompts))]
     with timers.phase("rollout"):
         rollouts = engine.generate(prompts, group_ids, sampling)
     with timers.phase("reward"):
         report = scorer.score(rollouts, by_id)
         rewards = torch.tensor(report.rewards, dtype=torch.float32)  # [R]
-        adv, zero_var = compute_advantages(rewards, torch.tensor([r.group_id for r in rollouts]),
-                                           cfg.algo.advantage, cfg.algo.adv_std, cfg.algo.adv_eps)
+        adv, zero_var = compute_advantages(
+            rewards,
+            torch.tensor([r.group_id for r in rollouts]),
+            cfg.algo.advantage,
+            cfg.algo.adv_std,
+            cfg.algo.adv_eps,
+        )
         for r, reward, a in zip(rollouts, report.rewards, adv.tolist()):
             r.reward, r.advantage = reward, a
     if report.first_failures:
@@ -196,8 +226,15 @@ def rollout_step(cfg: TrainConfig, derived: Derived, rollout_batch: int, train_s
         if u == len(batches) - 1 and not engine.shares_learner_weights():
             with timers.phase("sync"):
                 engine.load_weights(learner.named_weights())
-        line = {"step": budget.steps, "rollout_batch": rollout_batch, "epoch": sampler.epochs_done,
-                **shared, **step_metrics, **timers.pop(), **budget.as_metrics()}
+        line = {
+            "step": budget.steps,
+            "rollout_batch": rollout_batch,
+            "epoch": sampler.epochs_done,
+            **shared,
+            **step_metrics,
+            **timers.pop(),
+            **budget.as_metrics(),
+        }
         line["time/step"] = time.perf_counter() - t_step
         t_step = time.perf_counter()
         tracker.log(line)
@@ -210,12 +247,19 @@ def rollout_step(cfg: TrainConfig, derived: Derived, rollout_batch: int, train_s
     return lines
 
 
-def make_summary(history: list[dict[str, Any]], eval_start: dict[str, float], eval_end: dict[str, float],
-                 budget: Budget, timers: Timers, epochs_done: float, learner) -> dict[str, Any]:
+def make_summary(
+    history: list[dict[str, Any]],
+    eval_start: dict[str, float],
+    eval_end: dict[str, float],
+    budget: Budget,
+    timers: Timers,
+    epochs_done: float,
+    learner,
+) -> dict[str, Any]:
     """Solve rate at start and end (first 10% vs last 20% of steps, and held-out eval), budget, time per phase."""
     n = len(history)
     first = history[: max(1, n // 10)]
-    last = history[n - max(1, n // 5):]
+    last = history[n - max(1, n // 5) :]
 
     def mean(rows: list[dict[str, Any]], key: str) -> float:
         return sum(r[key] for r in rows) / max(len(rows), 1)

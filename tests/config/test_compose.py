@@ -44,30 +44,46 @@ def test_derived_sizes_by_budget_mode(compose):
     d = derive(cfg, 1000)
     assert (d.rollouts_per_minibatch, d.rollouts_per_rollout_batch, d.updates_per_rollout_batch) == (64, 256, 4)
     assert d.total_steps == 100
-    cfg = compose(["prompts_per_rollout=64", "prompts_per_minibatch=16", "group_size=4", "budget=rollouts",
-                   "budget.max_rollouts=2560"])
+    cfg = compose(
+        [
+            "prompts_per_rollout=64",
+            "prompts_per_minibatch=16",
+            "group_size=4",
+            "budget=rollouts",
+            "budget.max_rollouts=2560",
+        ]
+    )
     assert derive(cfg, 1000).total_steps == 40  # 2560 / 256 = 10 rollout batches x 4 updates
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["prompts_per_rollout=48", "prompts_per_minibatch=32"], "must be divisible by prompts_per_minibatch"),
-    (["group_size=1"], "group_size=1 must be >= 2"),
-    (["algo.loss_agg=mean"], "choose one of: token_mean, seq_mean_token_mean, seq_mean_token_sum"),
-    (["budget.max_steps=0"], "no stopping limit"),
-    (["task=math", "task.data.path="], "task.data.path is empty"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["prompts_per_rollout=48", "prompts_per_minibatch=32"], "must be divisible by prompts_per_minibatch"),
+        (["group_size=1"], "group_size=1 must be >= 2"),
+        (["algo.loss_agg=mean"], "choose one of: token_mean, seq_mean_token_mean, seq_mean_token_sum"),
+        (["budget.max_steps=0"], "no stopping limit"),
+        (["task=math", "task.data.path="], "task.data.path is empty"),
+    ],
+)
 def test_validate_messages(compose, overrides, message):
     with pytest.raises(ConfigError, match=message):
         compose(overrides)
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["grop_size=2"], "unknown config key 'grop_size': did you mean 'group_size'?"),
-    (["learner.micro_rolouts=4"], "did you mean 'learner.micro_rollouts'?"),
-    (["lr=fast"], "lr='fast': wrong type, expected float"),
-    (["algo.advantage=ppo"], "algo.advantage='ppo' is not allowed; choose one of: grpo, dr_grpo, batch_std, sign, rloo"),
-    (["algo=nope"], "algo=nope: no such config; choose one of:"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["grop_size=2"], "unknown config key 'grop_size': did you mean 'group_size'?"),
+        (["learner.micro_rolouts=4"], "did you mean 'learner.micro_rollouts'?"),
+        (["lr=fast"], "lr='fast': wrong type, expected float"),
+        (
+            ["algo.advantage=ppo"],
+            "algo.advantage='ppo' is not allowed; choose one of: grpo, dr_grpo, batch_std, sign, rloo",
+        ),
+        (["algo=nope"], "algo=nope: no such config; choose one of:"),
+    ],
+)
 def test_cli_errors_are_one_line_with_exit_2(capsys, argv, needle):
     assert main(["train", *argv, "--cfg", "job"]) == 2
     err = capsys.readouterr().err.strip()

@@ -6,8 +6,15 @@ from two_grpo.batch import Rollout, collate, split_groups
 
 
 def r(gid, prompt, resp, adv=0.0):
-    return Rollout(group_id=gid, prompt_id=gid, prompt_token_ids=prompt, token_ids=resp, text="", finish_reason="stop",
-                   advantage=adv)
+    return Rollout(
+        group_id=gid,
+        prompt_id=gid,
+        prompt_token_ids=prompt,
+        token_ids=resp,
+        text="",
+        finish_reason="stop",
+        advantage=adv,
+    )
 
 
 def test_collate_masks_response_targets_only():

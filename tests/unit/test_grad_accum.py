@@ -14,10 +14,17 @@ def make_batch(n=8, seed=0):
     rollouts = []
     for i in range(n):
         plen, rlen = 2 + i % 3, 1 + (i * 5) % 4  # ragged prompts and responses
-        rollouts.append(Rollout(group_id=i // 2, prompt_id=i // 2,
-                                prompt_token_ids=torch.randint(4, 50, (plen,), generator=g).tolist(),
-                                token_ids=torch.randint(4, 50, (rlen,), generator=g).tolist(), text="", finish_reason="stop",
-                                advantage=float(torch.randn(1, generator=g))))
+        rollouts.append(
+            Rollout(
+                group_id=i // 2,
+                prompt_id=i // 2,
+                prompt_token_ids=torch.randint(4, 50, (plen,), generator=g).tolist(),
+                token_ids=torch.randint(4, 50, (rlen,), generator=g).tolist(),
+                text="",
+                finish_reason="stop",
+                advantage=float(torch.randn(1, generator=g)),
+            )
+        )
     return collate(rollouts, pad_id=0)
 
 
@@ -26,8 +33,13 @@ def grads_after(tiny_model_dir, micro, agg, old_shift=0.0):
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    learner = TorchLearner(model, LearnerConfig(micro_rollouts=micro, grad_clip=0.0, warmup_steps=0), 1e-3,
-                           AlgoConfig(loss_agg=agg), temperature=1.0)
+    learner = TorchLearner(
+        model,
+        LearnerConfig(micro_rollouts=micro, grad_clip=0.0, warmup_steps=0),
+        1e-3,
+        AlgoConfig(loss_agg=agg),
+        temperature=1.0,
+    )
     batch = make_batch()
     if old_shift:
         batch = batch.with_logprobs(old_logp=learner.logprobs(batch) + old_shift * batch.loss_mask)
@@ -44,3 +56,22 @@ def test_micro_batch_split_does_not_change_the_gradient(tiny_model_dir, agg):
         for name in ref:
             assert torch.allclose(got[name], ref[name], atol=1e-6, rtol=1e-5), (micro, name)
         assert m["loss/policy"] == pytest.approx(m_ref["loss/policy"], abs=1e-6)
+
+
+def test_an_update_moves_the_weights_toward_the_advantage(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from two_grpo.learner.step import forward_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    learner = TorchLearner(model, LearnerConfig(warmup_steps=0), 1e-3, AlgoConfig(), temperature=1.0)
+    batch = make_batch()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    lp0, _ = forward_logprobs(model, batch, 1.0)
+    for _ in range(3):
+        learner.train_minibatch(batch)
+    lp1, _ = forward_logprobs(model, batch, 1.0)
+    assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
+    seq_gain = ((lp1 - lp0).detach() * batch.loss_mask).sum(1)  # [R]
+    # rollouts with positive advantage gain log-probability relative to those with negative advantage
+    assert seq_gain[batch.adv > 0].mean() > seq_gain[batch.adv < 0].mean()

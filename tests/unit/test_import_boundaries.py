@@ -39,6 +39,8 @@ def test_heavy_backends_stay_behind_their_adapters():
 
 
 def test_cli_import_is_light():
-    code = "import sys, two_grpo.cli; print(any(m in sys.modules for m in ('torch', 'transformers', 'vllm', 'deepspeed')))"
+    code = (
+        "import sys, two_grpo.cli; print(any(m in sys.modules for m in ('torch', 'transformers', 'vllm', 'deepspeed')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"

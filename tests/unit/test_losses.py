@@ -67,7 +67,9 @@ def test_micro_batch_shares_sum_to_the_mini_batch_loss():
     for agg in ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum"):
         kw = dict(agg=agg, minibatch_tokens=mask.sum().item(), minibatch_seqs=6)
         whole, _ = policy_loss(logp, old, adv, mask, **kw)
-        parts = sum(policy_loss(logp[i : i + 2], old[i : i + 2], adv[i : i + 2], mask[i : i + 2], **kw)[0] for i in (0, 2, 4))
+        parts = sum(
+            policy_loss(logp[i : i + 2], old[i : i + 2], adv[i : i + 2], mask[i : i + 2], **kw)[0] for i in (0, 2, 4)
+        )
         assert parts.item() == pytest.approx(whole.item(), abs=1e-6)
 
 
@@ -83,7 +85,16 @@ def test_kl_estimators():
 
 def test_kl_term_is_added_with_its_coefficient():
     logp = torch.tensor([[0.0]])
-    loss, m = policy_loss(logp, logp, torch.tensor([0.0]), torch.ones(1, 1), minibatch_tokens=1, minibatch_seqs=1,
-                          ref_logp=torch.tensor([[-0.5]]), kl_coef=0.1, kl_estimator="k1")
+    loss, m = policy_loss(
+        logp,
+        logp,
+        torch.tensor([0.0]),
+        torch.ones(1, 1),
+        minibatch_tokens=1,
+        minibatch_seqs=1,
+        ref_logp=torch.tensor([[-0.5]]),
+        kl_coef=0.1,
+        kl_estimator="k1",
+    )
     assert loss.item() == pytest.approx(0.05)  # policy term 0 (A=0) + 0.1 * 0.5
     assert m["loss/kl"].item() == pytest.approx(0.5)

@@ -10,8 +10,19 @@ from two_grpo.tasks.sandbox import ScoringPool
 from two_grpo.tasks.toy_arith import exact_score, partial_score
 
 
-@pytest.mark.parametrize("completion,expected", [("46", 1.0), (" 46 ", 1.0), ("046", 1.0), ("47", 0.0), ("46 47", 0.0),
-                                                 ("", 0.0), ("forty-six", 0.0), ("4" * 100_000, 0.0)])
+@pytest.mark.parametrize(
+    "completion,expected",
+    [
+        ("46", 1.0),
+        (" 46 ", 1.0),
+        ("046", 1.0),
+        ("47", 0.0),
+        ("46 47", 0.0),
+        ("", 0.0),
+        ("forty-six", 0.0),
+        ("4" * 100_000, 0.0),
+    ],
+)
 def test_exact_score(completion, expected):
     assert exact_score("46", completion) == expected
 
@@ -23,16 +34,19 @@ def test_partial_credit_is_graded_and_below_exact():
     assert partial_score("-86", "") == 0.0
 
 
-@pytest.mark.parametrize("gold,completion,expected", [
-    ("42", "The answer is \\boxed{42}.", 1.0),
-    ("\\frac{1}{2}", "so we get \\boxed{0.5}", 1.0),
-    ("0.5", "$\\frac{1}{2}$", 1.0),
-    ("3", "\\boxed{3.0}", 1.0),
-    ("42", "\\boxed{41}", 0.0),
-    ("42", "garbage \\boxed{4", 0.0),
-    ("42", "", 0.0),
-    ("42", "}}{{\\frac{", 0.0),
-])
+@pytest.mark.parametrize(
+    "gold,completion,expected",
+    [
+        ("42", "The answer is \\boxed{42}.", 1.0),
+        ("\\frac{1}{2}", "so we get \\boxed{0.5}", 1.0),
+        ("0.5", "$\\frac{1}{2}$", 1.0),
+        ("3", "\\boxed{3.0}", 1.0),
+        ("42", "\\boxed{41}", 0.0),
+        ("42", "garbage \\boxed{4", 0.0),
+        ("42", "", 0.0),
+        ("42", "}}{{\\frac{", 0.0),
+    ],
+)
 def test_math_verify_score(gold, completion, expected):
     assert math_verify_score(gold, completion) == expected
 

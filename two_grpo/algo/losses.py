@@ -32,7 +32,9 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> to
     raise ValueError(f"unknown kl estimator {estimator!r}; use k1 or k3")
 
 
-def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str, minibatch_tokens: float, minibatch_seqs: float) -> torch.Tensor:
+def aggregate(
+    values: torch.Tensor, mask: torch.Tensor, mode: str, minibatch_tokens: float, minibatch_seqs: float
+) -> torch.Tensor:
     """Reduce per-token `values` [B, T] to a scalar share of the mini-batch loss.
 
     Args:

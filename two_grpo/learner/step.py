@@ -26,11 +26,21 @@ def micro_batch_loss(
     logp, entropy = forward_logprobs(model, micro, temperature, with_entropy=True)
     old = micro.old_logp if micro.old_logp is not None else logp.detach()  # on-policy: ratio == 1
     return policy_loss(
-        logp, old, micro.adv, micro.loss_mask,
-        clip=algo.clip, clip_low=algo.clip_low, clip_high=algo.clip_high, agg=algo.loss_agg,
-        minibatch_tokens=minibatch_tokens, minibatch_seqs=minibatch_seqs,
-        ref_logp=micro.ref_logp, kl_coef=algo.kl_coef, kl_estimator=algo.kl_estimator,
-        entropy=entropy, entropy_coef=algo.entropy_coef,
+        logp,
+        old,
+        micro.adv,
+        micro.loss_mask,
+        clip=algo.clip,
+        clip_low=algo.clip_low,
+        clip_high=algo.clip_high,
+        agg=algo.loss_agg,
+        minibatch_tokens=minibatch_tokens,
+        minibatch_seqs=minibatch_seqs,
+        ref_logp=micro.ref_logp,
+        kl_coef=algo.kl_coef,
+        kl_estimator=algo.kl_estimator,
+        entropy=entropy,
+        entropy_coef=algo.entropy_coef,
     )
 
 

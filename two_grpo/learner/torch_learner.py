@@ -7,7 +7,8 @@ by the mini-batch normaliser, so gradients simply accumulate. A non-finite loss 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 

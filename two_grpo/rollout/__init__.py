@@ -15,6 +15,4 @@ def make_engine(cfg: TrainConfig, model: Any, tokenizer: Any) -> RolloutEngine:
         from two_grpo.rollout.hf_engine import HFEngine
 
         return HFEngine(model, tokenizer, cfg.rollout.max_prompt_tokens, cfg.rollout.gen_rollouts_per_call)
-    raise ValueError(
-        f"rollout.backend={cfg.rollout.backend!r} is not available in this build; use rollout=hf"
-    )
+    raise ValueError(f"rollout.backend={cfg.rollout.backend!r} is not available in this build; use rollout=hf")

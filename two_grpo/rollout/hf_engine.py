@@ -7,7 +7,8 @@ is reproducible from (seed, weights) and the trainer's RNG stream is untouched.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 

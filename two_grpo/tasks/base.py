@@ -7,7 +7,8 @@ A task knows nothing about models, engines or torch. `score` must never raise on
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from two_grpo.batch import Prompt
 

@@ -47,7 +47,9 @@ def load_records(path: str, split: str) -> list[dict[str, Any]]:
     """Rows of a .jsonl / .parquet file, or of a HF dataset `path` (needs the `datasets` package)."""
     if path.endswith(".jsonl") or path.endswith(".json"):
         if not os.path.isfile(path):
-            raise ConfigError(f"task.data.path={path!r}: file not found; give an existing .jsonl/.parquet file or a HF dataset name")
+            raise ConfigError(
+                f"task.data.path={path!r}: file not found; give an existing .jsonl/.parquet file or a HF dataset name"
+            )
         rows = []
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
@@ -59,7 +61,9 @@ def load_records(path: str, split: str) -> list[dict[str, Any]]:
         return rows
     if path.endswith(".parquet"):
         if not os.path.isfile(path):
-            raise ConfigError(f"task.data.path={path!r}: file not found; give an existing .jsonl/.parquet file or a HF dataset name")
+            raise ConfigError(
+                f"task.data.path={path!r}: file not found; give an existing .jsonl/.parquet file or a HF dataset name"
+            )
         import pyarrow.parquet as pq
 
         try:
@@ -76,7 +80,9 @@ def load_records(path: str, split: str) -> list[dict[str, Any]]:
     try:
         return list(datasets.load_dataset(path, split=split))
     except Exception as exc:
-        raise ConfigError(f"task.data.path={path!r} split={split!r}: could not load ({type(exc).__name__}: {exc})"[:300]) from None
+        raise ConfigError(
+            f"task.data.path={path!r} split={split!r}: could not load ({type(exc).__name__}: {exc})"[:300]
+        ) from None
 
 
 class MathTask:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable
-
+from typing import Any
 
 STARTUP_TIMEOUT_S = 120.0
 
