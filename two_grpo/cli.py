@@ -105,7 +105,6 @@ def to_train_config(cfg: Any):
 
 def cmd_train(argv: list[str]) -> int:
     from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
 
     from two_grpo.config import ConfigError
 
@@ -130,7 +129,7 @@ def cmd_train(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"two-grpo: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (OmegaConfBaseException, Exception) as exc:  # Hydra composition errors
+    except Exception as exc:  # Hydra / OmegaConf composition errors become one line; anything else is a bug
         if not _is_config_exception(exc):
             raise
         print(f"two-grpo: error: {format_config_error(exc, argv)}", file=sys.stderr)

@@ -183,7 +183,7 @@ class Derived:
     rollouts_per_minibatch: int  # M * G
     rollouts_per_rollout_batch: int  # P * G
     updates_per_rollout_batch: int  # P / M optimizer steps per rollout batch
-    train_prompts: int  # size of the training prompt set (None-like 0 if unknown)
+    train_prompts: int  # size of the training prompt set
     rollout_batches_per_epoch: float
     total_steps: int  # optimizer steps the budget allows (wall-clock aside); -1 if unbounded
 

@@ -42,7 +42,9 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
 
 def load_model(path: str, cfg: ModelConfig) -> Any:
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our own progress bar is the one the user reads
     if cfg.trust_remote_code:
         print(f"WARNING: model.trust_remote_code=true: running code shipped with {path}")
     return AutoModelForCausalLM.from_pretrained(

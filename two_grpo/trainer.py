@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from two_grpo.algo.advantages import compute_advantages
 from two_grpo.batch import Prompt, Rollout, collate, split_groups
@@ -127,8 +128,6 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     learner = make_learner(cfg, model)
     scorer = RewardScorer(task, cfg.task.reward_timeout_s, cfg.task.reward_workers)
     sampler = PromptSampler(len(train_set), cfg.prompts_per_rollout, cfg.seed)
-    from omegaconf import OmegaConf
-
     tracker = Tracker(
         run_dir, cfg.logger.backend, cfg.logger.project, OmegaConf.to_container(OmegaConf.structured(cfg)), cfg.run_id
     )
