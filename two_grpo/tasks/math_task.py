@@ -12,6 +12,7 @@ from typing import Any
 
 from two_grpo.batch import Prompt
 from two_grpo.config import ConfigError, DataConfig
+from two_grpo.data_gate import check_record
 
 
 def last_boxed(text: str) -> str | None:
@@ -92,6 +93,7 @@ class MathTask:
 
     def __init__(self, cfg: DataConfig, tokenizer: Any):
         self.cfg, self.tokenizer = cfg, tokenizer
+        self.duplicates_removed = 0
         self._train = self._load(cfg.path, cfg.split)
         self._eval = self._load(cfg.eval_path, cfg.eval_split) if cfg.eval_path else []
 
@@ -111,16 +113,12 @@ class MathTask:
         prompts: list[Prompt] = []
         seen: set[str] = set()
         for n, row in enumerate(rows, 1):
-            missing = [k for k in (pf, af) if k not in row]
-            if missing:
-                raise ConfigError(
-                    f"{path}: record {n} has no field {missing[0]!r} (fields: {', '.join(sorted(row))}); "
-                    f"set task.data.prompt_field / task.data.answer_field"
-                )
+            check_record(row, n, path, pf, af)
             question, answer = str(row[pf]), str(row[af])
             if self.cfg.answer_from_boxed:
                 answer = last_boxed(answer) or answer
             if question in seen:  # duplicate prompts would double-weight a problem
+                self.duplicates_removed += 1
                 continue
             seen.add(question)
             prompts.append(Prompt(prompt_id=len(prompts), text=self.render(question), answer=answer, question=question))
