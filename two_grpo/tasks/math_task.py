@@ -52,13 +52,18 @@ def load_records(path: str, split: str) -> list[dict[str, Any]]:
                 f"task.data.path={path!r}: file not found; give an existing .jsonl/.parquet file or a HF dataset name"
             )
         rows = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise ConfigError(f"{path}:{n}: not valid JSON ({exc.msg}); fix or remove that line") from None
+        try:
+            with open(path, encoding="utf-8") as f:
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as exc:
+                            raise ConfigError(
+                                f"{path}:{n}: not valid JSON ({exc.msg}); fix or remove that line"
+                            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"task.data.path={path!r}: unreadable ({type(exc).__name__}); check the file") from None
         return rows
     if path.endswith(".parquet"):
         if not os.path.isfile(path):
