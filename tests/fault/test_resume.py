@@ -26,17 +26,17 @@ from safetensors.torch import load_file
 pytestmark = pytest.mark.slow
 
 PLANTED_KEY = "wbkey-5f3c9a1e7d2b4c6a8e0f1a3b5c7d9e1f2a4b6c8d"  # a fake WANDB_API_KEY that must never be written
-BASE = ["experiment=smoke", "budget.max_steps=8", "eval.prompts=4", "checkpoint.every_steps=2"]
-# P=8 prompts per rollout batch and 16 training prompts: an epoch ends every 2 rollout batches = 4 steps.
-EPOCHS = [
+# P=8 prompts per rollout batch (2 updates each) and 16 training prompts: an epoch ends every 4 steps;
+# 2 epochs = 8 steps; a checkpoint every 2 steps, the last 3 kept.
+BASE = [
     "experiment=smoke",
     "budget=epochs",
     "budget.max_steps=0",
     "budget.max_epochs=2",
     "task.arith.train_prompts=16",
-    "eval.prompts=0",
+    "eval.prompts=4",
     "checkpoint.every_steps=2",
-    "checkpoint.keep_last=0",
+    "checkpoint.keep_last=3",
 ]
 RANKS = [1, pytest.param(2, marks=pytest.mark.skip(reason="needs the multi-rank learner (issue 5)"))]
 
@@ -96,38 +96,22 @@ def wait_for_lines(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_model_dir) -> Path:
-    """The uninterrupted run (with wandb offline and a planted API key, grepped in test_no_api_key_written)."""
+    """The uninterrupted run."""
     run_dir = tmp_path_factory.mktemp("ref") / "run"
-    p = run(BASE + ["logger=wandb"], run_dir, tiny_model_dir, extra_env={"WANDB_API_KEY": PLANTED_KEY})
+    p = run(BASE, run_dir, tiny_model_dir)
     assert p.returncode == 0, p.stderr[-3000:]
+    rows = metrics(run_dir)
+    assert [r["step"] for r in rows] == list(range(1, 9)) and rows[3]["epoch"] == 1.0  # step 4 ends epoch 1
     return run_dir
 
 
 @pytest.mark.parametrize("ranks", RANKS)
-def test_sigkill_at_random_step_then_resume_is_bitwise_equal(tmp_path, tiny_model_dir, reference, ranks):
-    seed = int(os.environ.get("TWO_GRPO_KILL_SEED", time.time_ns() % 1000))
-    kill_after = random.Random(seed).randint(3, 7)  # >= 3: the step-2 checkpoint exists by then
-    print(f"TWO_GRPO_KILL_SEED={seed}: SIGKILL after metrics line {kill_after}")
+def test_sigkill_inside_a_save_then_at_a_random_step_then_resume(tmp_path, tiny_model_dir, reference, ranks):
+    """Run 1 is SIGKILLed while step_4 is being written: step_2 stays loadable and step_4.tmp is cleaned up.
+    Run 2 (the same command) resumes from step 2 and is SIGKILLed after a random step. Run 3 resumes and ends
+    bitwise equal to the uninterrupted reference."""
     run_dir = tmp_path / "run"
-    args = BASE + ["logger=wandb"]
-    proc = subprocess.Popen(
-        command(args, run_dir, tiny_model_dir, ranks), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    wait_for_lines(run_dir, kill_after, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
-    assert not (run_dir / "summary.json").exists()
-    p = run(args, run_dir, tiny_model_dir, ranks)  # the identical command resumes
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "resuming from" in p.stdout
-    assert_same_run(reference, run_dir, 8)
-    assert sorted(x.name for x in (run_dir / "checkpoints").iterdir()) == ["latest", "step_6", "step_8"]  # keep 2
-
-
-def test_sigkill_inside_a_save_then_resume(tmp_path, tiny_model_dir, reference):
-    """SIGKILL while step_4 is being written: step_2 stays loadable, step_4.tmp is cleaned, the run ends equal."""
-    run_dir = tmp_path / "run"
-    args = BASE + ["logger=wandb"]
+    args = BASE
     script = textwrap.dedent(
         f"""
         import os, signal, sys
@@ -139,24 +123,43 @@ def test_sigkill_inside_a_save_then_resume(tmp_path, tiny_model_dir, reference):
             real(path, payload)
         c.write_json = write
         from two_grpo.cli import main
-        sys.exit(main({command(args, run_dir, tiny_model_dir)[3:]!r}))
+        sys.exit(main({command(args, run_dir, tiny_model_dir, ranks)[3:]!r}))
         """
     )
     p = subprocess.run([sys.executable, "-c", script], env=env(), capture_output=True, text=True, timeout=600)
     assert p.returncode == -9, p.stderr[-3000:]
     assert (run_dir / "checkpoints" / "step_4.tmp" / "learner" / "model.safetensors").exists()
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_2"
-    p = run(args, run_dir, tiny_model_dir)
+
+    seed = int(os.environ.get("TWO_GRPO_KILL_SEED", time.time_ns() % 1000))
+    kill_after = random.Random(seed).randint(3, 7)
+    print(f"TWO_GRPO_KILL_SEED={seed}: SIGKILL after metrics line {kill_after}")
+    proc = subprocess.Popen(
+        command(args, run_dir, tiny_model_dir, ranks), env=env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    head = b""
+    while b"resuming from" not in head:  # printed after metrics.jsonl was cut back to the checkpoint's 2 lines
+        line = proc.stdout.readline()
+        assert line, head
+        head += line
+    assert b"removed incomplete checkpoint(s) left by an interrupted save: step_4.tmp" in head
+    assert b"(step 2)" in head
+    wait_for_lines(run_dir, kill_after, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (run_dir / "summary.json").exists()
+
+    p = run(args, run_dir, tiny_model_dir, ranks)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "removed incomplete checkpoint(s) left by an interrupted save: step_4.tmp" in p.stdout
-    assert "resuming from" in p.stdout and "(step 2)" in p.stdout
+    assert "resuming from" in p.stdout
     assert_same_run(reference, run_dir, 8)
+    assert sorted(x.name for x in (run_dir / "checkpoints").iterdir()) == ["latest", "step_4", "step_6", "step_8"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM])
 def test_preemption_saves_exits_3_and_the_same_command_resumes(tmp_path, tiny_model_dir, reference, sig):
     run_dir = tmp_path / "run"
-    args = BASE + ["logger=wandb"]
+    args = BASE
     proc = subprocess.Popen(
         command(args, run_dir, tiny_model_dir), env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -175,29 +178,27 @@ def test_preemption_saves_exits_3_and_the_same_command_resumes(tmp_path, tiny_mo
     assert again.returncode == 0 and "already holds a finished run" in again.stdout
 
 
-def test_resume_at_an_epoch_boundary_keeps_training(tmp_path, tiny_model_dir):
-    ref = tmp_path / "ref"
-    p = run(EPOCHS, ref, tiny_model_dir)
-    assert p.returncode == 0, p.stderr[-3000:]
-    rows = metrics(ref)
-    assert [r["step"] for r in rows] == list(range(1, 9)) and rows[3]["epoch"] == 1.0  # step 4 ends epoch 1
+def test_resume_at_an_epoch_boundary_keeps_training(tmp_path, tiny_model_dir, reference):
+    """Step 4 ends epoch 1 exactly (sampler offset 0): a resume there trains epoch 2, as the reference did."""
     cut = tmp_path / "cut"  # the state of a run killed right after its step-4 checkpoint
-    shutil.copytree(ref, cut)
+    shutil.copytree(reference, cut)
     for name in ("step_6", "step_8"):
         shutil.rmtree(cut / "checkpoints" / name)
     (cut / "checkpoints" / "latest").write_text("step_4\n")
     (cut / "summary.json").unlink()
-    p = run(EPOCHS, cut, tiny_model_dir)
+    state = json.loads((cut / "checkpoints" / "step_4" / "trainer_state.json").read_text())
+    assert state["sampler"] == {"epoch": 1, "offset": 0}
+    p = run(BASE, cut, tiny_model_dir)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "(step 4)" in p.stdout
-    assert_same_run(ref, cut, 8)
+    assert_same_run(reference, cut, 8)
 
 
 def test_resume_override_and_refusals(tmp_path, tiny_model_dir, reference):
     run_dir = tmp_path / "run"
     shutil.copytree(reference, run_dir)
     (run_dir / "summary.json").unlink()
-    p = run(BASE + ["logger=wandb", "lr=3e-4"], run_dir, tiny_model_dir)  # a different config is refused
+    p = run(BASE + ["lr=3e-4"], run_dir, tiny_model_dir)  # a different config is refused
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [
         f"two-grpo: error: {run_dir} holds a run with a different config: lr=0.0001 there, 0.0003 now; "
@@ -212,13 +213,17 @@ def test_resume_override_and_refusals(tmp_path, tiny_model_dir, reference):
     empty.mkdir()
     shutil.copy(reference / "config.yaml", empty / "config.yaml")
     (empty / "metrics.jsonl").write_text("")
-    p = run(BASE + ["logger=wandb"], empty, tiny_model_dir)
+    p = run(BASE, empty, tiny_model_dir)
     assert p.returncode == 2 and "no complete checkpoint to resume" in p.stderr
 
 
-def test_no_api_key_written(reference):
-    """WANDB_API_KEY was set during the reference run: no file under the run dir contains it."""
-    files = [f for f in reference.rglob("*") if f.is_file()]
+def test_no_api_key_written(tmp_path, tiny_model_dir):
+    """A run with wandb (offline) and WANDB_API_KEY planted in the env: no file of the run dir contains the key."""
+    run_dir = tmp_path / "run"
+    args = ["experiment=smoke", "budget.max_steps=2", "eval.prompts=0", "logger=wandb"]
+    p = run(args, run_dir, tiny_model_dir, extra_env={"WANDB_API_KEY": PLANTED_KEY})
+    assert p.returncode == 0, p.stderr[-3000:]
+    files = [f for f in run_dir.rglob("*") if f.is_file()]
     assert len(files) > 10 and any("wandb" in f.parts for f in files)
-    hits = [str(f) for f in files if PLANTED_KEY.encode() in f.read_bytes()]
-    assert hits == []
+    assert [str(f) for f in files if PLANTED_KEY.encode() in f.read_bytes()] == []
+    assert PLANTED_KEY not in p.stdout + p.stderr
