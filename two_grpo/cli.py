@@ -99,9 +99,10 @@ def to_train_config(cfg: Any):
     """DictConfig (without the hydra node) -> validated TrainConfig."""
     from omegaconf import OmegaConf
 
-    from two_grpo.config import TrainConfig, validate
+    from two_grpo.config import TrainConfig, reject_instantiation_keys, validate
 
     plain = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+    reject_instantiation_keys(plain)
     typed: TrainConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), plain))  # type: ignore[assignment]
     validate(typed)
     return typed

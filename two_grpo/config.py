@@ -181,6 +181,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+def reject_instantiation_keys(node: Any, prefix: str = "") -> None:
+    """Config values are data, never code: a `_target_` (or any `_name_`) key anywhere is refused."""
+    for key in node.keys() if hasattr(node, "keys") else []:
+        full = f"{prefix}{key}"
+        if isinstance(key, str) and key.startswith("_") and key.endswith("_"):
+            raise ConfigError(f"config key {full!r}: object instantiation from config is not supported; remove it")
+        reject_instantiation_keys(node[key] if not hasattr(node, "_get_node") else node._get_node(key), full + ".")
+
+
 def register_schemas() -> None:
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 

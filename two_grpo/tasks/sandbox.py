@@ -106,6 +106,7 @@ class ScoringPool:
         self.fn, self.n_workers, self.timeout_s = fn, max(1, workers), timeout_s
         self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker] = []
+        self._warm_args: tuple[Any, ...] | None = None  # set by warm_up; replacements run it before any item
 
     def _ensure_started(self) -> None:
         while len(self._workers) < self.n_workers:
@@ -130,8 +131,8 @@ class ScoringPool:
             deadlines = [w.deadline for w in busy.values()] + [w.started + STARTUP_TIMEOUT_S for w in starting.values()]
             ready = wait([*busy, *starting], timeout=max(0.0, min(deadlines) - now))
             for conn in ready:
-                if conn in starting:  # a replacement worker finished its imports
-                    starting.pop(conn).mark_ready()  # type: ignore[call-overload]
+                if conn in starting:  # a replacement worker finished its imports (or its warm-up call)
+                    self._on_start_message(starting.pop(conn))  # type: ignore[call-overload]
                     continue
                 w = busy.pop(conn)  # type: ignore[arg-type]
                 try:
@@ -158,12 +159,34 @@ class ScoringPool:
         w.kill()
         self._workers[self._workers.index(w)] = _Worker(self._ctx, self.fn, wait=False)
 
+    def _on_start_message(self, w: _Worker) -> None:
+        """A starting replacement spoke: after "ready" it first runs the warm-up call (lazy imports inside the
+        scoring function are not charged to a real item's deadline); its result makes the worker ready."""
+        try:
+            msg = w.conn.recv()
+        except (EOFError, OSError):
+            msg = None
+        if msg == "ready" and self._warm_args is not None:
+            w.conn.send((-1, self._warm_args))
+        elif msg == "ready" or (isinstance(msg, tuple) and msg[0] == -1):
+            w.ready = True
+        else:
+            w.kill()
+            raise RuntimeError("reward worker died while starting")
+
+    def _wait_ready(self, w: _Worker) -> None:
+        while not w.ready:
+            if not w.conn.poll(max(0.0, w.started + STARTUP_TIMEOUT_S - time.monotonic())):
+                raise RuntimeError(f"reward worker did not start within {STARTUP_TIMEOUT_S:.0f}s")
+            self._on_start_message(w)
+
     def warm_up(self, args: tuple[Any, ...]) -> None:
-        """Start the workers and run one call in each so imports are not charged to the first deadline."""
+        """Start the workers and run one call in each so imports are not charged to the first deadline;
+        replacements of killed workers run the same call before they take an item."""
+        self._warm_args = args
         self._ensure_started()
         for w in self._workers:
-            if not w.ready and w.conn.poll(STARTUP_TIMEOUT_S):
-                w.mark_ready()
+            self._wait_ready(w)
         for w in self._workers:
             w.conn.send((0, args))
         for w in self._workers:
