@@ -1,10 +1,14 @@
 """`two-grpo` command line: argv dispatch, Hydra composition, one-line config errors. Nothing else.
 
     two-grpo train [KEY=VALUE ...] [--cfg job]   compose conf/train.yaml with overrides and train
+    two-grpo train resume=RUN_DIR                 resume the run in RUN_DIR with its saved config
     two-grpo build-model                          build the embedded default model (builtin:tiny) now
 
 Configs come from `two_grpo/conf` in an installed wheel, else from the repository's `conf/`.
-Exit codes: 0 done, 1 crashed, 2 bad config or input (nothing trained).
+Running the same command again on a hydra.run.dir that holds an unfinished run with a checkpoint resumes it.
+Exit codes: 0 done (or already finished), 1 crashed, 2 bad config or input (nothing trained),
+3 preempted by SIGTERM/SIGUSR1/SIGINT (checkpoint saved; run the same command again to resume),
+4 stopped by a guard (non-finite updates in a row, or too many failed rewards; last good checkpoint kept).
 """
 
 from __future__ import annotations
@@ -95,9 +99,10 @@ def to_train_config(cfg: Any):
     """DictConfig (without the hydra node) -> validated TrainConfig."""
     from omegaconf import OmegaConf
 
-    from two_grpo.config import TrainConfig, validate
+    from two_grpo.config import TrainConfig, reject_instantiation_keys, validate
 
     plain = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+    reject_instantiation_keys(plain)
     typed: TrainConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), plain))  # type: ignore[assignment]
     validate(typed)
     return typed
@@ -135,15 +140,21 @@ def cmd_train(argv: list[str]) -> int:
         print(f"two-grpo: error: {format_config_error(exc, argv)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     run_dir = Path(str(cfg.hydra.run.dir))
-    if (run_dir / "metrics.jsonl").exists():
-        print(
-            f"two-grpo: error: {run_dir} already holds a run (metrics.jsonl); choose another hydra.run.dir or run_id",
-            file=sys.stderr,
-        )
+    from two_grpo.resume import ResumeRefused, resume_decision
+
+    try:
+        run_dir, typed, resuming, finished = resume_decision(run_dir, typed)
+    except (ResumeRefused, ConfigError) as exc:
+        print(f"two-grpo: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if finished:
+        print(f"two-grpo: {run_dir} already holds a finished run (summary.json); nothing to do")
+        return 0
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(typed)))
-    (run_dir / "overrides.txt").write_text("\n".join(argv) + ("\n" if argv else ""))
+    if not resuming:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(typed)))
+        (run_dir / "overrides.txt").write_text("\n".join(argv) + ("\n" if argv else ""))
+    from two_grpo.guards import RunStopped
     from two_grpo.trainer import train
 
     try:
@@ -151,6 +162,9 @@ def cmd_train(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"two-grpo: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunStopped as exc:
+        print(f"two-grpo: {'error: ' if exc.exit_code != 3 else ''}{exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 

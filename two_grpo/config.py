@@ -26,6 +26,7 @@ class ModelConfig:
     dtype: str = "float32"  # float32 | bfloat16 | float16
     trust_remote_code: bool = False
     tiny_cache_dir: str = ""  # where builtin:tiny is built; "" -> $TWO_GRPO_CACHE or ~/.cache/two_grpo
+    allow_pickle: bool = False  # load *.bin/*.pt (pickle) weights; off = safetensors only
 
 
 @dataclass
@@ -54,6 +55,7 @@ class DataConfig:
     template: str = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
     use_chat_template: bool = True
     max_prompts: int = 0  # 0 = all
+    overlap: str = "report"  # train/eval 8-gram overlap (data_gate.py): report | drop (the rows) | refuse (to start)
 
 
 @dataclass
@@ -63,6 +65,7 @@ class TaskConfig:
     data: DataConfig = field(default_factory=DataConfig)
     reward_timeout_s: float = 2.0  # hard deadline per scored completion (worker process is killed)
     reward_workers: int = 2
+    max_failed_reward_frac: float = 0.1  # stop the run when more of a batch's rewards time out or error
 
 
 @dataclass
@@ -87,6 +90,7 @@ class LearnerConfig:
     adam_eps: float = 1e-8
     weight_decay: float = 0.0
     threads: int = 0  # torch CPU threads; 0 = torch default
+    max_consecutive_skips: int = 5  # stop after this many non-finite (skipped) updates in a row; 0 = never
 
 
 @dataclass
@@ -135,6 +139,14 @@ class LoggerConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """Checkpoints in <run_dir>/checkpoints/step_N (checkpoint.py), taken at rollout-batch boundaries."""
+
+    every_steps: int = 50  # optimizer steps between checkpoints; 0 = only at the end and on preemption
+    keep_last: int = 2  # completed checkpoints kept; 0 = keep all
+
+
+@dataclass
 class TrainConfig:
     group_size: int = 8  # G: rollouts per prompt
     lr: float = 5e-5
@@ -151,6 +163,8 @@ class TrainConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    resume: str = ""  # a run dir to resume (its saved config is used); "" = start, or resume hydra.run.dir
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -163,7 +177,17 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "algo.loss_agg": ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum"),
     "algo.kl_estimator": ("k1", "k3"),
     "logger.backend": ("jsonl", "wandb"),
+    "task.data.overlap": ("report", "drop", "refuse"),
 }
+
+
+def reject_instantiation_keys(node: Any, prefix: str = "") -> None:
+    """Config values are data, never code: a `_target_` (or any `_name_`) key anywhere is refused."""
+    for key in node.keys() if hasattr(node, "keys") else []:
+        full = f"{prefix}{key}"
+        if isinstance(key, str) and key.startswith("_") and key.endswith("_"):
+            raise ConfigError(f"config key {full!r}: object instantiation from config is not supported; remove it")
+        reject_instantiation_keys(node[key] if not hasattr(node, "_get_node") else node._get_node(key), full + ".")
 
 
 def register_schemas() -> None:
@@ -264,5 +288,11 @@ def validate(cfg: TrainConfig) -> None:
         bad = set(arith.operators) - set("+-*")
         if bad or not arith.operators:
             raise ConfigError(f"task.arith.operators={arith.operators!r}: use one or more of '+', '-', '*'")
+    if cfg.checkpoint.every_steps < 0 or cfg.checkpoint.keep_last < 0:
+        raise ConfigError(
+            "checkpoint.every_steps and checkpoint.keep_last must be >= 0 (0 = at the end only / keep all)"
+        )
+    if not 0 <= cfg.task.max_failed_reward_frac <= 1:
+        raise ConfigError(f"task.max_failed_reward_frac={cfg.task.max_failed_reward_frac} must be in [0, 1]")
     if cfg.eval.samples_per_prompt < 1:
         raise ConfigError(f"eval.samples_per_prompt={cfg.eval.samples_per_prompt} must be >= 1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import torch
@@ -25,6 +26,11 @@ def resolve_model_path(cfg: ModelConfig, quiet: bool = False) -> str:
         path = os.path.expanduser(cfg.path)
         if not os.path.isfile(os.path.join(path, "config.json")):
             raise ConfigError(f"model.path={cfg.path!r}: no config.json there; give a HF model folder or a hub id")
+        if not cfg.allow_pickle and not any(f.endswith(".safetensors") for f in os.listdir(path)):
+            raise ConfigError(
+                f"model.path={cfg.path!r}: no *.safetensors weights there (pickle weights run code when loaded); "
+                "convert them to safetensors, or set model.allow_pickle=true if you trust the files"
+            )
     return cfg.path
 
 
@@ -47,6 +53,10 @@ def load_model(path: str, cfg: ModelConfig) -> Any:
     hf_logging.disable_progress_bar()  # our own progress bar is the one the user reads
     if cfg.trust_remote_code:
         print(f"WARNING: model.trust_remote_code=true: running code shipped with {path}")
+        print(f"two-grpo: WARNING: model.trust_remote_code=true runs Python code from {path}", file=sys.stderr)
     return AutoModelForCausalLM.from_pretrained(
-        path, dtype=DTYPES[cfg.dtype], trust_remote_code=cfg.trust_remote_code, use_safetensors=None
+        path,
+        dtype=DTYPES[cfg.dtype],
+        trust_remote_code=cfg.trust_remote_code,
+        use_safetensors=None if cfg.allow_pickle else True,  # True: refuse *.bin (pickle) instead of falling back
     )

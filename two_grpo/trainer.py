@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -22,9 +23,12 @@ from omegaconf import OmegaConf
 
 from two_grpo.algo.advantages import compute_advantages
 from two_grpo.batch import Prompt, Rollout, collate, split_groups
+from two_grpo.checkpoint import CheckpointManager, set_rng_state
 from two_grpo.config import Derived, TrainConfig, derive
 from two_grpo.console import ProgressView, print_header, print_summary
+from two_grpo.data_gate import gate_train_set
 from two_grpo.evaluate import evaluate
+from two_grpo.guards import NonFiniteGuard, Preempted, PreemptionFlag, check_reward_failures
 from two_grpo.learner import make_learner
 from two_grpo.models import load_model, load_tokenizer, resolve_model_path
 from two_grpo.rewards import RewardScorer
@@ -119,6 +123,9 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     task = make_task(cfg.task, tokenizer)
     train_set = task.train_prompts()
     eval_set = task.eval_prompts(cfg.eval.prompts)
+    train_set, _ = gate_train_set(cfg.task, train_set, eval_set, getattr(task, "duplicates_removed", 0))
+    ckpts = CheckpointManager(run_dir, cfg.checkpoint.every_steps, cfg.checkpoint.keep_last)
+    resume_from = prepare_resume(run_dir, ckpts)
     derived = derive(cfg, len(train_set))
     (run_dir / "derived.json").write_text(json.dumps(derived.as_dict(), indent=2))
     print_header(str(run_dir), model_path, derived.as_dict(), cfg)
@@ -135,23 +142,50 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
     view = ProgressView(derived.total_steps, cfg.logger.progress, cfg.logger.print_every)
     summary: dict[str, Any] = {}
+    guard, preempt = NonFiniteGuard(cfg.learner.max_consecutive_skips), PreemptionFlag().install()
     try:
-        with timers.phase("eval"):
-            eval_start = run_eval(engine, scorer, eval_set, cfg)
-        rollout_batch = 0
+        if resume_from is not None:
+            state = resume_from.trainer_state()
+            eval_start, rollout_batch, history = state["eval_start"], state["rollout_batch"], state["history"]
+            restore_state(state, resume_from, learner, engine, sampler, budget, timers, guard)
+        else:
+            with timers.phase("eval"):
+                eval_start = run_eval(engine, scorer, eval_set, cfg)
+            rollout_batch = 0
+        saved_step = resume_from.step if resume_from is not None else -1
+
+        def checkpoint() -> None:
+            nonlocal saved_step
+            state = trainer_state(rollout_batch, sampler, budget, timers, guard, learner, history, eval_start)
+            saved_step = save_checkpoint(ckpts, budget.steps, learner, state, saved_step)
+
         while not budget.exhausted(sampler.epochs_done):
+            steps_before = budget.steps
             history += rollout_step(
-                cfg, derived, rollout_batch, train_set, sampler, engine, scorer, learner, tracker, timers, budget, view
-            )
+                cfg, derived, rollout_batch, train_set, sampler, engine, scorer, learner, tracker, timers, budget, view,
+                guard=guard,
+            )  # fmt: skip
             rollout_batch += 1
             if cfg.eval.every_steps and budget.steps % cfg.eval.every_steps == 0 and history:
                 with timers.phase("eval"):
                     history[-1].update(run_eval(engine, scorer, eval_set, cfg))
+            if ckpts.due(steps_before, budget.steps) or preempt.requested:
+                checkpoint()
+            if preempt.requested:
+                break
+        if saved_step != budget.steps:
+            checkpoint()
+        if preempt.requested:
+            raise Preempted(
+                f"preempted by {preempt.signal_name} at step {budget.steps}; checkpoint "
+                f"{run_dir / 'checkpoints' / f'step_{saved_step}'}; run the same command again to resume"
+            )
         with timers.phase("eval"):
             eval_end = run_eval(engine, scorer, eval_set, cfg)
         summary = make_summary(history, eval_start, eval_end, budget, timers, sampler.epochs_done, learner)
         tracker.write_json("summary.json", summary)
     finally:
+        preempt.restore()
         view.close()
         tracker.close()
         scorer.close()
@@ -176,6 +210,7 @@ def rollout_step(
     timers: Timers,
     budget: Budget,
     view: ProgressView,
+    guard: NonFiniteGuard | None = None,
 ) -> list[dict[str, Any]]:
     """One rollout batch and its U optimizer steps; returns the metrics lines it logged."""
     t_step = time.perf_counter()
@@ -206,6 +241,7 @@ def rollout_step(
             r.reward, r.advantage = reward, a
     if report.first_failures:
         tracker.dump_failures(budget.steps + 1, report.first_failures)
+    check_reward_failures(rollout_batch, len(rollouts), report.timeouts, report.errors, cfg.task.max_failed_reward_frac)
     budget.rollouts += len(rollouts)
     budget.tokens += sum(len(r.token_ids) for r in rollouts)
     shared = rollout_metrics(rollouts, zero_var, report.timeouts, report.errors)
@@ -239,6 +275,8 @@ def rollout_step(
         tracker.log(line)
         view.update(line)
         lines.append(line)
+        if guard is not None and mb is not None:
+            guard.observe(budget.steps, step_metrics)  # raises after learner.max_consecutive_skips in a row
         if cfg.logger.dump_rollouts_every and budget.steps % cfg.logger.dump_rollouts_every == 0:
             tracker.dump_rollouts(budget.steps, rollouts, by_id)
         if cfg.budget.max_steps and budget.steps >= cfg.budget.max_steps:
@@ -277,3 +315,66 @@ def make_summary(
     out.update({f"{k} (end)": v for k, v in eval_end.items()})
     out.update({f"time/{p}_total_s": timers.total.get(p, 0.0) for p in PHASES})
     return out
+
+
+def prepare_resume(run_dir: Path, ckpts: CheckpointManager):
+    """Before anything is written: drop partial checkpoints, pick the latest complete one and cut the run's
+    logs back to its step (the lines after it are produced again). Returns the Checkpoint or None."""
+    from two_grpo.checkpoint import truncate_jsonl
+
+    removed = ckpts.clean_partial()
+    if removed:
+        print(f"two-grpo: removed incomplete checkpoint(s) left by an interrupted save: {', '.join(removed)}")
+    latest = ckpts.latest()
+    step = latest.step if latest is not None else 0
+    truncate_jsonl(run_dir / "metrics.jsonl", step)
+    truncate_jsonl(run_dir / "reward_failures.jsonl", step)
+    for dump in (run_dir / "rollouts").glob("step_*.jsonl"):
+        if int(dump.stem.split("_")[1]) > step:
+            dump.unlink()
+    if latest is not None:
+        print(f"two-grpo: resuming from {latest.path} (step {latest.step})")
+    return latest
+
+
+def trainer_state(rollout_batch, sampler, budget, timers, guard, learner, history, eval_start) -> dict[str, Any]:
+    """Everything of the trainer a checkpoint needs besides the learner's own state and the RNGs."""
+    return {
+        "rollout_batch": rollout_batch,
+        "sampler": sampler.state_dict(),
+        "budget": {"steps": budget.steps, "rollouts": budget.rollouts, "tokens": budget.tokens},
+        "wallclock_s": time.time() - budget.t_start,
+        "timers_total": dict(timers.total),
+        "guard": guard.state_dict(),
+        "skipped_updates": getattr(learner, "skipped_updates", 0),
+        "history": history,
+        "eval_start": eval_start,
+    }
+
+
+def restore_state(state, ckpt, learner, engine, sampler, budget, timers, guard) -> None:
+    learner.load_state(ckpt.learner_dir)
+    if not engine.shares_learner_weights():
+        engine.load_weights(learner.named_weights())
+    sampler.load_state_dict(state["sampler"])
+    budget.steps, budget.rollouts, budget.tokens = (state["budget"][k] for k in ("steps", "rollouts", "tokens"))
+    budget.t_start = time.time() - state["wallclock_s"]
+    timers.total.update(state["timers_total"])
+    guard.load_state_dict(state["guard"])
+    if hasattr(learner, "skipped_updates"):
+        learner.skipped_updates = state["skipped_updates"]
+    set_rng_state(ckpt.rng())
+
+
+def save_checkpoint(ckpts: CheckpointManager, step: int, learner, state: dict[str, Any], saved_step: int) -> int:
+    """Save; on a write failure (full disk...) say so in one line and keep going. Returns the last saved step."""
+    t0 = time.perf_counter()
+    try:
+        ckpt = ckpts.save(step, learner, state)
+    except OSError as exc:
+        previous = ckpts.latest()
+        kept = f"the previous checkpoint {previous.path} is intact" if previous else "no earlier checkpoint exists"
+        print(f"two-grpo: warning: checkpoint at step {step} not saved ({exc}); {kept}", file=sys.stderr, flush=True)
+        return saved_step
+    print(f"two-grpo: checkpoint {ckpt.path} ({time.perf_counter() - t0:.2f}s)", flush=True)
+    return step

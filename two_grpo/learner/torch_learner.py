@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -78,6 +79,22 @@ class TorchLearner:
         out.update({"optim/grad_norm": grad_norm, "optim/lr": lr, "optim/skipped": float(skipped)})
         out["loss/clip_frac"] = out.get("loss/clip_frac_low", 0.0) + out.get("loss/clip_frac_high", 0.0)
         return out
+
+    def save_state(self, folder: Path) -> None:
+        """Model weights (model.safetensors), optimizer and lr-schedule state into `folder` (exists)."""
+        from safetensors.torch import save_model
+
+        save_model(self.model, str(folder / "model.safetensors"))
+        torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+        torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+
+    def load_state(self, folder: Path) -> None:
+        """Inverse of save_state: weights in place (an engine sharing the module sees them), optimizer, schedule."""
+        from safetensors.torch import load_model
+
+        load_model(self.model, str(folder / "model.safetensors"), strict=True)
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
 
     def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(name, tensor) of every parameter, for pushing into a rollout engine."""

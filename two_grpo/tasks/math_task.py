@@ -12,6 +12,7 @@ from typing import Any
 
 from two_grpo.batch import Prompt
 from two_grpo.config import ConfigError, DataConfig
+from two_grpo.data_gate import check_record
 
 
 def last_boxed(text: str) -> str | None:
@@ -51,13 +52,18 @@ def load_records(path: str, split: str) -> list[dict[str, Any]]:
                 f"task.data.path={path!r}: file not found; give an existing .jsonl/.parquet file or a HF dataset name"
             )
         rows = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise ConfigError(f"{path}:{n}: not valid JSON ({exc.msg}); fix or remove that line") from None
+        try:
+            with open(path, encoding="utf-8") as f:
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as exc:
+                            raise ConfigError(
+                                f"{path}:{n}: not valid JSON ({exc.msg}); fix or remove that line"
+                            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"task.data.path={path!r}: unreadable ({type(exc).__name__}); check the file") from None
         return rows
     if path.endswith(".parquet"):
         if not os.path.isfile(path):
@@ -92,6 +98,7 @@ class MathTask:
 
     def __init__(self, cfg: DataConfig, tokenizer: Any):
         self.cfg, self.tokenizer = cfg, tokenizer
+        self.duplicates_removed = 0
         self._train = self._load(cfg.path, cfg.split)
         self._eval = self._load(cfg.eval_path, cfg.eval_split) if cfg.eval_path else []
 
@@ -111,16 +118,12 @@ class MathTask:
         prompts: list[Prompt] = []
         seen: set[str] = set()
         for n, row in enumerate(rows, 1):
-            missing = [k for k in (pf, af) if k not in row]
-            if missing:
-                raise ConfigError(
-                    f"{path}: record {n} has no field {missing[0]!r} (fields: {', '.join(sorted(row))}); "
-                    f"set task.data.prompt_field / task.data.answer_field"
-                )
+            check_record(row, n, path, pf, af)
             question, answer = str(row[pf]), str(row[af])
             if self.cfg.answer_from_boxed:
                 answer = last_boxed(answer) or answer
             if question in seen:  # duplicate prompts would double-weight a problem
+                self.duplicates_removed += 1
                 continue
             seen.add(question)
             prompts.append(Prompt(prompt_id=len(prompts), text=self.render(question), answer=answer, question=question))

@@ -9,6 +9,7 @@ scoring function scores 0 with status `error`. Results come back in input order.
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,22 @@ class Outcome:
     detail: str = ""
 
 
+def _detach_from_signals() -> None:
+    """Preemption signals are the trainer's to handle (a terminal's Ctrl-C or Slurm's SIGTERM reach the whole
+    process group): workers ignore them and exit when the parent closes the pipe. On Linux a worker also dies
+    with its parent, so a kill -9 of the trainer leaves no scoring process behind even if one is hung."""
+    for name in ("SIGINT", "SIGTERM", "SIGUSR1"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker_loop(conn: Connection, fn: Callable[..., float]) -> None:
+    _detach_from_signals()
     conn.send("ready")  # imports are done: deadlines start counting from here
     while True:
         try:
@@ -42,16 +58,31 @@ def _worker_loop(conn: Connection, fn: Callable[..., float]) -> None:
 
 
 class _Worker:
-    def __init__(self, ctx: Any, fn: Callable[..., float]):
+    def __init__(self, ctx: Any, fn: Callable[..., float], wait: bool = True):
+        """Start the process; with wait=False the caller collects its "ready" message later (`mark_ready`)."""
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_loop, args=(child, fn), daemon=True)
         self.proc.start()
         child.close()
         self.item: int | None = None
         self.deadline = 0.0
-        if not (self.conn.poll(STARTUP_TIMEOUT_S) and self.conn.recv() == "ready"):
+        self.started = time.monotonic()
+        self.ready = False
+        if wait:
+            if not self.conn.poll(STARTUP_TIMEOUT_S):
+                self.kill()
+                raise RuntimeError(f"reward worker did not start within {STARTUP_TIMEOUT_S:.0f}s")
+            self.mark_ready()
+
+    def mark_ready(self) -> None:
+        """Read the worker's "ready" message (it is waiting in the pipe)."""
+        try:
+            self.ready = self.conn.recv() == "ready"
+        except (EOFError, OSError):
+            self.ready = False
+        if not self.ready:
             self.kill()
-            raise RuntimeError(f"reward worker did not start within {STARTUP_TIMEOUT_S:.0f}s")
+            raise RuntimeError("reward worker died while starting")
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -75,6 +106,7 @@ class ScoringPool:
         self.fn, self.n_workers, self.timeout_s = fn, max(1, workers), timeout_s
         self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker] = []
+        self._warm_args: tuple[Any, ...] | None = None  # set by warm_up; replacements run it before any item
 
     def _ensure_started(self) -> None:
         while len(self._workers) < self.n_workers:
@@ -87,16 +119,21 @@ class ScoringPool:
         busy: dict[Connection, _Worker] = {}
         while pending or busy:
             for w in self._workers:
-                if w.item is None and pending:
+                if w.ready and w.item is None and pending:
                     w.item = pending.pop()
                     w.deadline = time.monotonic() + self.timeout_s
                     w.conn.send((w.item, items[w.item]))
                     busy[w.conn] = w
-            if not busy:
+            starting = {w.conn: w for w in self._workers if not w.ready} if pending else {}
+            if not busy and not starting:
                 break
             now = time.monotonic()
-            ready = wait(list(busy), timeout=max(0.0, min(w.deadline for w in busy.values()) - now))
+            deadlines = [w.deadline for w in busy.values()] + [w.started + STARTUP_TIMEOUT_S for w in starting.values()]
+            ready = wait([*busy, *starting], timeout=max(0.0, min(deadlines) - now))
             for conn in ready:
+                if conn in starting:  # a replacement worker finished its imports (or its warm-up call)
+                    self._on_start_message(starting.pop(conn))  # type: ignore[call-overload]
+                    continue
                 w = busy.pop(conn)  # type: ignore[arg-type]
                 try:
                     idx, status, value, detail = conn.recv()  # type: ignore[union-attr]
@@ -112,15 +149,44 @@ class ScoringPool:
                     busy.pop(conn)
                     results[w.item] = Outcome(0.0, "timeout", f"no result within {self.timeout_s:.1f}s")  # type: ignore[index]
                     self._replace(w)
+            if any(now >= w.started + STARTUP_TIMEOUT_S for w in starting.values()):
+                raise RuntimeError(f"reward worker did not start within {STARTUP_TIMEOUT_S:.0f}s")
         return [r if r is not None else Outcome(0.0, "error", "lost") for r in results]
 
     def _replace(self, w: _Worker) -> None:
+        """Kill `w` and start its replacement without waiting for it: its start-up is not charged to any item's
+        deadline (items are only handed to ready workers)."""
         w.kill()
-        self._workers[self._workers.index(w)] = _Worker(self._ctx, self.fn)
+        self._workers[self._workers.index(w)] = _Worker(self._ctx, self.fn, wait=False)
+
+    def _on_start_message(self, w: _Worker) -> None:
+        """A starting replacement spoke: after "ready" it first runs the warm-up call (lazy imports inside the
+        scoring function are not charged to a real item's deadline); its result makes the worker ready."""
+        try:
+            msg = w.conn.recv()
+        except (EOFError, OSError):
+            msg = None
+        if msg == "ready" and self._warm_args is not None:
+            w.conn.send((-1, self._warm_args))
+        elif msg == "ready" or (isinstance(msg, tuple) and msg[0] == -1):
+            w.ready = True
+        else:
+            w.kill()
+            raise RuntimeError("reward worker died while starting")
+
+    def _wait_ready(self, w: _Worker) -> None:
+        while not w.ready:
+            if not w.conn.poll(max(0.0, w.started + STARTUP_TIMEOUT_S - time.monotonic())):
+                raise RuntimeError(f"reward worker did not start within {STARTUP_TIMEOUT_S:.0f}s")
+            self._on_start_message(w)
 
     def warm_up(self, args: tuple[Any, ...]) -> None:
-        """Start the workers and run one call in each so imports are not charged to the first deadline."""
+        """Start the workers and run one call in each so imports are not charged to the first deadline;
+        replacements of killed workers run the same call before they take an item."""
+        self._warm_args = args
         self._ensure_started()
+        for w in self._workers:
+            self._wait_ready(w)
         for w in self._workers:
             w.conn.send((0, args))
         for w in self._workers:

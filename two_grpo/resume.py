@@ -1,0 +1,89 @@
+"""Decide at start whether `two-grpo train` starts, resumes or refuses (the resume contract).
+
+- `resume=RUN_DIR`: resume RUN_DIR with the config saved there (`RUN_DIR/config.yaml`).
+- the same command again (same `hydra.run.dir`) on a dir holding an unfinished run with a checkpoint: resume,
+  if the config is the same (`run_id` and `resume` aside); a different config is refused naming the first key.
+- a dir with metrics.jsonl but no complete checkpoint: refused (nothing to resume from).
+- a finished run (summary.json) is reported and left alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from two_grpo.checkpoint import CheckpointManager
+from two_grpo.config import TrainConfig
+
+IGNORED_KEYS = ("run_id", "resume")
+
+
+class ResumeRefused(ValueError):
+    """One line: why this dir cannot be resumed and what to do."""
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def first_difference(saved: TrainConfig, new: TrainConfig) -> tuple[str, Any, Any] | None:
+    """(key, saved value, new value) of the first differing config key, ignoring IGNORED_KEYS."""
+    from omegaconf import OmegaConf
+
+    a = _flat(OmegaConf.to_container(OmegaConf.structured(saved)))  # type: ignore[arg-type]
+    b = _flat(OmegaConf.to_container(OmegaConf.structured(new)))  # type: ignore[arg-type]
+    for key in sorted(set(a) | set(b)):
+        if key not in IGNORED_KEYS and a.get(key) != b.get(key):
+            return key, a.get(key), b.get(key)
+    return None
+
+
+def load_saved_config(run_dir: Path) -> TrainConfig:
+    from omegaconf import OmegaConf
+
+    from two_grpo.config import validate
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ResumeRefused(f"{run_dir}: no config.yaml there; give a run dir written by `two-grpo train`")
+    merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path))
+    typed: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    validate(typed)
+    return typed
+
+
+def resume_decision(run_dir: Path, typed: TrainConfig) -> tuple[Path, TrainConfig, bool, bool]:
+    """-> (run dir, config to run, resuming?, already finished?). Raises ResumeRefused with a one-line reason."""
+    if typed.resume:
+        run_dir = Path(typed.resume).expanduser()
+        saved = load_saved_config(run_dir)
+        finished = (run_dir / "summary.json").is_file()
+        if not finished and CheckpointManager(run_dir).latest() is None:
+            raise ResumeRefused(
+                f"resume={typed.resume}: no complete checkpoint in {run_dir / 'checkpoints'}; start a new run instead"
+            )
+        return run_dir, saved, True, finished
+    if not (run_dir / "metrics.jsonl").exists():
+        return run_dir, typed, False, False
+    saved = load_saved_config(run_dir)
+    diff = first_difference(saved, typed)
+    if diff is not None:
+        key, old, new = diff
+        raise ResumeRefused(
+            f"{run_dir} holds a run with a different config: {key}={old!r} there, {new!r} now; "
+            "repeat the original overrides to resume it, or choose another hydra.run.dir"
+        )
+    if (run_dir / "summary.json").is_file():
+        return run_dir, saved, False, True
+    if CheckpointManager(run_dir).latest() is None:
+        raise ResumeRefused(
+            f"{run_dir} already holds a run (metrics.jsonl) with no complete checkpoint to resume; "
+            "choose another hydra.run.dir or run_id"
+        )
+    return run_dir, saved, True, False
