@@ -78,7 +78,7 @@ class RolloutConfig:
 
 @dataclass
 class LearnerConfig:
-    backend: str = "torch"  # torch (single process AdamW)
+    backend: str = "torch"  # torch (single process AdamW) | deepspeed (ZeRO, any number of ranks)
     micro_rollouts: int = 64  # rollouts per forward/backward; gradient is accumulated over a mini-batch
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     warmup_steps: int = 10  # linear warm-up over optimizer steps, then constant lr
@@ -87,6 +87,11 @@ class LearnerConfig:
     adam_eps: float = 1e-8
     weight_decay: float = 0.0
     threads: int = 0  # torch CPU threads; 0 = torch default
+    gradient_checkpointing: bool = False  # recompute activations in backward (less memory, ~30% more compute)
+    zero_stage: int = 0  # DeepSpeed ZeRO stage (backend=deepspeed): 1, 2 or 3
+    offload_optimizer: bool = False  # DeepSpeed: optimizer state and step on the CPU (DeepSpeedCPUAdam)
+    offload_params: bool = False  # DeepSpeed ZeRO-3: parameters live on the CPU between uses
+    zero3_persistence_threshold: int = 100_000  # ZeRO-3: parameters with fewer elements stay unpartitioned
 
 
 @dataclass
@@ -157,7 +162,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("float32", "bfloat16", "float16"),
     "task.name": ("toy_arith", "math"),
     "rollout.backend": ("hf",),
-    "learner.backend": ("torch",),
+    "learner.backend": ("torch", "deepspeed"),
     "algo.advantage": ("grpo", "dr_grpo", "batch_std", "sign", "rloo"),
     "algo.adv_std": ("population", "sample"),
     "algo.loss_agg": ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum"),
@@ -264,5 +269,10 @@ def validate(cfg: TrainConfig) -> None:
         bad = set(arith.operators) - set("+-*")
         if bad or not arith.operators:
             raise ConfigError(f"task.arith.operators={arith.operators!r}: use one or more of '+', '-', '*'")
+    lc = cfg.learner
+    if lc.backend == "deepspeed" and lc.zero_stage not in (1, 2, 3):
+        raise ConfigError(f"learner.zero_stage={lc.zero_stage} must be 1, 2 or 3 with learner.backend=deepspeed")
+    if lc.offload_params and not (lc.backend == "deepspeed" and lc.zero_stage == 3):
+        raise ConfigError("learner.offload_params=true needs learner=zero3 (ZeRO-3 partitions parameters)")
     if cfg.eval.samples_per_prompt < 1:
         raise ConfigError(f"eval.samples_per_prompt={cfg.eval.samples_per_prompt} must be >= 1")

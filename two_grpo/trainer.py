@@ -20,10 +20,11 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from two_grpo.algo.advantages import compute_advantages
+from two_grpo import multirank as mr
 from two_grpo.batch import Prompt, Rollout, collate, split_groups
 from two_grpo.config import Derived, TrainConfig, derive
 from two_grpo.console import ProgressView, print_header, print_summary
+from two_grpo.dist import init_dist
 from two_grpo.evaluate import evaluate
 from two_grpo.learner import make_learner
 from two_grpo.models import load_model, load_tokenizer, resolve_model_path
@@ -111,6 +112,8 @@ class Budget:
 
 def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     """Run one training job into `run_dir`; returns the closing summary."""
+    dist = init_dist()  # world_size 1 without a launcher (torchrun / deepspeed)
+    mr.check_topology(cfg, dist)
     if cfg.learner.threads > 0:
         torch.set_num_threads(cfg.learner.threads)
     seed_everything(cfg.seed)
@@ -120,26 +123,39 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     train_set = task.train_prompts()
     eval_set = task.eval_prompts(cfg.eval.prompts)
     derived = derive(cfg, len(train_set))
-    (run_dir / "derived.json").write_text(json.dumps(derived.as_dict(), indent=2))
-    print_header(str(run_dir), model_path, derived.as_dict(), cfg)
+    if dist.is_main:
+        (run_dir / "derived.json").write_text(json.dumps(derived.as_dict(), indent=2))
+        print_header(str(run_dir), model_path, derived.as_dict(), cfg)
 
     model = load_model(model_path, cfg.model)
     engine = make_engine(cfg, model, tokenizer)
-    learner = make_learner(cfg, model)
+    learner = make_learner(cfg, model, engine.shares_learner_weights())
     scorer = RewardScorer(task, cfg.task.reward_timeout_s, cfg.task.reward_workers)
     sampler = PromptSampler(len(train_set), cfg.prompts_per_rollout, cfg.seed)
-    tracker = Tracker(
-        run_dir, cfg.logger.backend, cfg.logger.project, OmegaConf.to_container(OmegaConf.structured(cfg)), cfg.run_id
+    tracker = (
+        Tracker(
+            run_dir,
+            cfg.logger.backend,
+            cfg.logger.project,
+            OmegaConf.to_container(OmegaConf.structured(cfg)),
+            cfg.run_id,
+        )
+        if dist.is_main
+        else mr.NullTracker()
     )
     timers, budget = Timers(), Budget(cfg)
     history: list[dict[str, Any]] = []
-    view = ProgressView(derived.total_steps, cfg.logger.progress, cfg.logger.print_every)
+    view = (
+        ProgressView(derived.total_steps, cfg.logger.progress, cfg.logger.print_every)
+        if dist.is_main
+        else mr.NullView()
+    )
     summary: dict[str, Any] = {}
     try:
         with timers.phase("eval"):
             eval_start = run_eval(engine, scorer, eval_set, cfg)
         rollout_batch = 0
-        while not budget.exhausted(sampler.epochs_done):
+        while not mr.stop_everywhere(budget.exhausted(sampler.epochs_done), dist):
             history += rollout_step(
                 cfg, derived, rollout_batch, train_set, sampler, engine, scorer, learner, tracker, timers, budget, view
             )
@@ -150,17 +166,22 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         with timers.phase("eval"):
             eval_end = run_eval(engine, scorer, eval_set, cfg)
         summary = make_summary(history, eval_start, eval_end, budget, timers, sampler.epochs_done, learner)
+        summary.update(mr.memory_summary(dist))
         tracker.write_json("summary.json", summary)
     finally:
         view.close()
         tracker.close()
         scorer.close()
-    print_summary(summary)
+    if dist.is_main:
+        print_summary(summary)
     return summary
 
 
 def run_eval(engine, scorer, eval_set: list[Prompt], cfg: TrainConfig) -> dict[str, float]:
-    return evaluate(engine, scorer, eval_set, cfg.eval, cfg.rollout.max_response_tokens, seed=cfg.seed + 17)
+    def run_one(prompts: list[Prompt]) -> dict[str, float]:
+        return evaluate(engine, scorer, prompts, cfg.eval, cfg.rollout.max_response_tokens, seed=cfg.seed + 17)
+
+    return mr.sharded_eval(run_one, eval_set, init_dist())  # each rank scores a slice of the eval prompts
 
 
 def rollout_step(
@@ -179,6 +200,7 @@ def rollout_step(
 ) -> list[dict[str, Any]]:
     """One rollout batch and its U optimizer steps; returns the metrics lines it logged."""
     t_step = time.perf_counter()
+    dist = init_dist()
     prompts = [train_set[i] for i in sampler.next_batch()]
     by_id = {p.prompt_id: p for p in prompts}
     sampling = Sampling(
@@ -187,42 +209,41 @@ def rollout_step(
         top_p=cfg.rollout.top_p,
         top_k=cfg.rollout.top_k,
         max_new_tokens=cfg.rollout.max_response_tokens,
-        seed=sampling_seed(cfg.seed, rollout_batch),
+        seed=mr.rank_sampling_seed(sampling_seed(cfg.seed, rollout_batch), dist),
     )
     group_ids = [rollout_batch * cfg.prompts_per_rollout + i for i in range(len(prompts))]
+    my_prompts, my_group_ids = mr.shard_prompts(prompts, group_ids, cfg.prompts_per_minibatch, dist)
     with timers.phase("rollout"):
-        rollouts = engine.generate(prompts, group_ids, sampling)
+        rollouts = engine.generate(my_prompts, my_group_ids, sampling)
     with timers.phase("reward"):
         report = scorer.score(rollouts, by_id)
         rewards = torch.tensor(report.rewards, dtype=torch.float32)  # [R]
-        adv, zero_var = compute_advantages(
-            rewards,
-            torch.tensor([r.group_id for r in rollouts]),
-            cfg.algo.advantage,
-            cfg.algo.adv_std,
-            cfg.algo.adv_eps,
-        )
+        adv, zero_var = mr.global_advantages(rewards, torch.tensor([r.group_id for r in rollouts]), cfg, dist)
         for r, reward, a in zip(rollouts, report.rewards, adv.tolist()):
             r.reward, r.advantage = reward, a
     if report.first_failures:
         tracker.dump_failures(budget.steps + 1, report.first_failures)
-    budget.rollouts += len(rollouts)
-    budget.tokens += sum(len(r.token_ids) for r in rollouts)
-    shared = rollout_metrics(rollouts, zero_var, report.timeouts, report.errors)
+    n_rollouts, n_tokens = mr.global_counts(rollouts, dist)
+    budget.rollouts += n_rollouts
+    budget.tokens += n_tokens
+    if dist.active:
+        shared = mr.global_rollout_metrics(rollouts, zero_var, report.timeouts, report.errors, dist)
+    else:
+        shared = rollout_metrics(rollouts, zero_var, report.timeouts, report.errors)
     keep = [r for r, z in zip(rollouts, zero_var.tolist()) if not (cfg.algo.drop_zero_var_groups and z)]
     minibatches = split_groups(keep, derived.updates_per_rollout_batch)
     batches = [collate(mb, engine.pad_id) if mb else None for mb in minibatches]
     with timers.phase("logprob"):
-        if derived.updates_per_rollout_batch > 1:  # later mini-batches are off-policy: ratio vs the sampler
-            batches = [b.with_logprobs(old_logp=learner.logprobs(b)) if b is not None else None for b in batches]
-        if cfg.algo.kl_coef > 0:
-            batches = [b.with_logprobs(ref_logp=learner.ref_logprobs(b)) if b is not None else None for b in batches]
+        # later mini-batches are off-policy (ratio vs the sampler): old log-probs when U > 1
+        batches = mr.attach_logprobs(
+            learner, batches, derived.updates_per_rollout_batch > 1, cfg.algo.kl_coef > 0, dist
+        )
     lines: list[dict[str, Any]] = []
     for u, mb in enumerate(batches):
         with timers.phase("learner"):
-            step_metrics = learner.train_minibatch(mb) if mb is not None else {"optim/skipped": 1.0}
+            step_metrics = mr.train_or_skip(learner, mb, dist)  # skipped when empty on every rank
         budget.steps += 1
-        if u == len(batches) - 1 and not engine.shares_learner_weights():
+        if u == len(batches) - 1 and mr.engine_needs_push(engine, learner):
             with timers.phase("sync"):
                 engine.load_weights(learner.named_weights())
         line = {
@@ -235,12 +256,13 @@ def rollout_step(
             **budget.as_metrics(),
         }
         line["time/step"] = time.perf_counter() - t_step
+        line.update(mr.rank_extras(line, dist))  # time/* and memory/peak_gb: max over ranks
         t_step = time.perf_counter()
         tracker.log(line)
         view.update(line)
         lines.append(line)
         if cfg.logger.dump_rollouts_every and budget.steps % cfg.logger.dump_rollouts_every == 0:
-            tracker.dump_rollouts(budget.steps, rollouts, by_id)
+            tracker.dump_rollouts(budget.steps, mr.gather_for_dump(rollouts, dist), by_id)
         if cfg.budget.max_steps and budget.steps >= cfg.budget.max_steps:
             break
     return lines
