@@ -5,11 +5,13 @@ builds the same random 2-layer Qwen2 and the same global mini-batch (4 prompts x
 lengths), takes its slice of whole groups, and runs 2 steps per learner listed (the second step is off-policy, with old
 log-probs from `learner.logprobs` before the first step; a KL term exercises `ref_logprobs`). Rank 0 saves, per learner,
 the global loss of each step, the grad norm and the final weights (collected through `named_weights()`).
+`resume-zero3` instead checks that save_state/load_state restore weights, optimizer and schedule exactly.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
@@ -91,11 +93,40 @@ def run(learner_name: str) -> dict:
     return {"loss": losses, "grad_norm": norms, "weights": weights}
 
 
+def run_resume(learner_name: str, folder: Path) -> dict:
+    """Step 1, save_state, step 2 (weights A); load_state, step 2 again (weights B): A == B if state is whole."""
+    from two_grpo.batch import collate
+    from two_grpo.dist import init_dist
+    from two_grpo.learner import make_learner
+
+    dist = init_dist()
+    cfg = make_config(learner_name)
+    cfg.algo.kl_coef = 0.0
+    learner = make_learner(cfg, make_model(), engine_shares_model=False)
+    rollouts = make_rollouts()
+    per_rank = len(rollouts) // dist.world_size
+    mine = collate(rollouts[dist.rank * per_rank : (dist.rank + 1) * per_rank], pad_id=0)
+    learner.train_minibatch(mine)
+    folder.mkdir(parents=True, exist_ok=True)
+    learner.save_state(folder)
+    learner.train_minibatch(mine)
+    first = {name: t.detach().float().clone() for name, t in learner.named_weights()}
+    learner.load_state(folder)
+    learner.train_minibatch(mine)
+    second = {name: t.detach().float().clone() for name, t in learner.named_weights()}
+    return {"first": first, "second": second}
+
+
 def main() -> None:
     out_path, learners = sys.argv[1], sys.argv[2:]
     from two_grpo.dist import init_dist
 
-    results = {name: run(name) for name in learners}
+    results = {}
+    for name in learners:
+        if name.startswith("resume-"):
+            results[name] = run_resume(name.split("-", 1)[1], Path(out_path).parent / f"ckpt-{name}")
+        else:
+            results[name] = run(name)
     if init_dist().is_main:
         torch.save(results, out_path)
 
