@@ -5,6 +5,7 @@ builds the same random 2-layer Qwen2 and the same global mini-batch (4 prompts x
 lengths), takes its slice of whole groups, and runs 2 steps per learner listed (the second step is off-policy, with old
 log-probs from `learner.logprobs` before the first step; a KL term exercises `ref_logprobs`). Rank 0 saves, per learner,
 the global loss of each step, the grad norm and the final weights (collected through `named_weights()`).
+`zero3-uneven` gives the ranks unequal slices (dummy micro-batches keep ZeRO's collectives in step);
 `resume-zero3` instead checks that save_state/load_state restore weights, optimizer and schedule exactly.
 """
 
@@ -77,11 +78,15 @@ def run(learner_name: str) -> dict:
     from two_grpo.learner import make_learner
 
     dist = init_dist()
-    cfg = make_config(learner_name)
+    stage, _, variant = learner_name.partition("-")
+    cfg = make_config(stage)
     learner = make_learner(cfg, make_model(), engine_shares_model=False)
     rollouts = make_rollouts()
     per_rank = len(rollouts) // dist.world_size  # whole groups: 4 groups of 2 over 1 or 2 ranks
-    mine = collate(rollouts[dist.rank * per_rank : (dist.rank + 1) * per_rank], pad_id=0)
+    lo, hi = dist.rank * per_rank, (dist.rank + 1) * per_rank
+    if variant == "uneven":  # rank 0: 3 groups (2 micro-batches), rank 1: 1 group (1 micro-batch + 1 dummy)
+        lo, hi = [(0, 6), (6, 8)][dist.rank]
+    mine = collate(rollouts[lo:hi], pad_id=0)
     mine = mine.with_logprobs(ref_logp=learner.ref_logprobs(mine))
     old_logp = learner.logprobs(mine)  # the sampler's log-probs: step 2 is off-policy (ratio != 1)
     losses, norms = [], []

@@ -45,7 +45,7 @@ def invariance_results(tmp_path_factory):
     worker = str(HERE / "ds_invariance_worker.py")
     p1 = torchrun(1, worker, str(tmp / "one.pt"), "torch", "zero2", "zero3", cwd=tmp)
     assert p1.returncode == 0, p1.stderr[-4000:]
-    p2 = torchrun(2, worker, str(tmp / "two.pt"), "zero2", "zero3", "resume-zero3", cwd=tmp)
+    p2 = torchrun(2, worker, str(tmp / "two.pt"), "zero2", "zero3", "zero3-uneven", "resume-zero3", cwd=tmp)
     assert p2.returncode == 0, p2.stderr[-4000:]
     one, two = torch.load(tmp / "one.pt"), torch.load(tmp / "two.pt")
     return {
@@ -55,6 +55,7 @@ def invariance_results(tmp_path_factory):
         "zero3/1": one["zero3"],
         "zero2/2": two["zero2"],
         "zero3/2": two["zero3"],
+        "zero3-uneven/2": two["zero3-uneven"],
     }
 
 
@@ -70,6 +71,7 @@ def max_weight_diff(a: dict, b: dict) -> float:
         ("zero2/1", "zero2/2"),  # one vs two processes
         ("zero3/1", "zero3/2"),
         ("zero2/2", "zero3/2"),  # ZeRO-2 vs ZeRO-3 (ZeRO-3 weights gathered one at a time by named_weights)
+        ("zero3/1", "zero3-uneven/2"),  # 6 rows on rank 0, 2 on rank 1: padded with a zero-loss micro-batch
     ],
 )
 def test_same_loss_and_weights(invariance_results, left, right):

@@ -146,6 +146,7 @@ class DeepSpeedLearner:
                 loss_mask=torch.zeros((1, 1)),
                 adv=torch.zeros(1),
                 group_ids=torch.full((1,), -1, dtype=torch.long),
+                ref_logp=torch.zeros((1, 1)),  # masked out; present so a KL term has an input
             )
         return self._dummy_batch
 
