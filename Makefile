@@ -38,6 +38,9 @@ test-slow: install ## the CPU integration tier only
 test-gpu: install ## GPU tests (skipped without CUDA)
 	$(PYTEST) -q -m "gpu" $(ARGS)
 
+bench-ranks: install ## step time and peak memory per rank: 1-rank torch vs 2-rank ZeRO-2/3 (ARGS="--steps 20")
+	$(BIN)/python scripts/bench_multirank.py $(ARGS)
+
 lint: install ## ruff check + format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -86,6 +86,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
         np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
+def rng_file(rank: int) -> str:
+    """Rank 0 writes rng.json, rank r > 0 rng.rank<r>.json (each rank has its own RNG streams)."""
+    return RNG_FILE if rank == 0 else f"rng.rank{rank}.json"
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     step: int
@@ -94,8 +99,8 @@ class Checkpoint:
     def trainer_state(self) -> dict[str, Any]:
         return json.loads((self.path / STATE_FILE).read_text())
 
-    def rng(self) -> dict[str, Any]:
-        return json.loads((self.path / RNG_FILE).read_text())
+    def rng(self, rank: int = 0) -> dict[str, Any]:
+        return json.loads((self.path / rng_file(rank)).read_text())
 
     @property
     def learner_dir(self) -> Path:
@@ -147,18 +152,29 @@ class CheckpointManager:
         """True when a multiple of every_steps was reached by the rollout batch that took steps_before -> now."""
         return self.every_steps > 0 and steps_now // self.every_steps > steps_before // self.every_steps
 
-    def save(self, step: int, learner: Any, trainer_state: dict[str, Any]) -> Checkpoint:
+    def save(self, step: int, learner: Any, trainer_state: dict[str, Any], dist: Any = None) -> Checkpoint:
         """Write checkpoint `step_<step>` whole, point `latest` at it, prune. Raises OSError on a write failure,
-        leaving the previous checkpoints and `latest` untouched (the partial folder is removed)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        leaving the previous checkpoints and `latest` untouched (the partial folder is removed).
+        With several ranks (`dist`, see dist.py) every rank calls this: all write their learner partition and
+        RNG file, then rank 0 writes the trainer state and renames the folder."""
+        rank = dist.rank if dist is not None else 0
+        barrier = dist.barrier if dist is not None else (lambda: None)
         final = self.root / f"step_{step}"
         tmp = self.root / f"step_{step}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        if rank == 0:
+            self.root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
         try:
-            tmp.mkdir()
-            (tmp / "learner").mkdir()
+            if rank == 0:
+                tmp.mkdir()
+                (tmp / "learner").mkdir()
+            barrier()
             learner.save_state(tmp / "learner")
-            write_json(tmp / RNG_FILE, rng_state())
+            write_json(tmp / rng_file(rank), rng_state())
+            barrier()
+            if rank != 0:
+                barrier()  # rank 0 renames
+                return Checkpoint(step, final)
             write_json(tmp / STATE_FILE, {**trainer_state, "step": step})
             _fsync_tree(tmp)
             if final.exists():  # a re-save of the same step (e.g. the end of a run that just checkpointed)
@@ -172,8 +188,10 @@ class CheckpointManager:
             os.replace(pointer_tmp, self.root / LATEST)
             _fsync_dir(self.root)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if rank == 0:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
+        barrier()
         self.prune()
         return Checkpoint(step, final)
 

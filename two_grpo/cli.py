@@ -125,6 +125,10 @@ def cmd_train(argv: list[str]) -> int:
         cfg = compose(argv)
         if not cfg.run_id:
             cfg.run_id = f"{cfg.experiment_name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        if _launched_ranks() > 1:  # torchrun / deepspeed launcher: every rank uses rank 0's run id
+            from two_grpo.dist import init_dist
+
+            cfg.run_id = init_dist().broadcast_object(cfg.run_id)
         if show:
             node = cfg if show == "all" else OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
             print(OmegaConf.to_yaml(node, resolve=True), end="")
@@ -150,8 +154,9 @@ def cmd_train(argv: list[str]) -> int:
     if finished:
         print(f"two-grpo: {run_dir} already holds a finished run (summary.json); nothing to do")
         return 0
+    is_main = _launched_ranks() == 1 or _barrier_is_main()  # every rank has checked before rank 0 writes
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not resuming:
+    if is_main and not resuming:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(typed)))
         (run_dir / "overrides.txt").write_text("\n".join(argv) + ("\n" if argv else ""))
     from two_grpo.guards import RunStopped
@@ -165,7 +170,40 @@ def cmd_train(argv: list[str]) -> int:
     except RunStopped as exc:
         print(f"two-grpo: {'error: ' if exc.exit_code != 3 else ''}{exc}", file=sys.stderr)
         return exc.exit_code
+    if _launched_ranks() > 1:
+        from two_grpo.dist import shutdown
+
+        shutdown()
     return 0
+
+
+def _launched_ranks() -> int:
+    """WORLD_SIZE from torchrun / the deepspeed launcher (read without importing torch)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def _barrier_is_main() -> bool:
+    from two_grpo.dist import init_dist
+
+    dist = init_dist()
+    dist.barrier()
+    return dist.is_main
+
+
+def strip_launcher_args(argv: list[str]) -> list[str]:
+    """Drop the `--local_rank=N` the deepspeed launcher passes (LOCAL_RANK is in the environment too)."""
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg.startswith(("--local_rank=", "--local-rank=")):
+            os.environ.setdefault("LOCAL_RANK", arg.split("=", 1)[1])
+        elif arg in ("--local_rank", "--local-rank") and i + 1 < len(argv):
+            os.environ.setdefault("LOCAL_RANK", argv[i + 1])
+            skip = True
+        else:
+            out.append(arg)
+    return out
 
 
 def _is_config_exception(exc: BaseException) -> bool:
@@ -187,7 +225,7 @@ COMMANDS = {"train": cmd_train, "build-model": cmd_build_model}
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = strip_launcher_args(list(sys.argv[1:] if argv is None else argv))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)

@@ -81,7 +81,7 @@ class RolloutConfig:
 
 @dataclass
 class LearnerConfig:
-    backend: str = "torch"  # torch (single process AdamW)
+    backend: str = "torch"  # torch (single process AdamW) | deepspeed (ZeRO, any number of ranks)
     micro_rollouts: int = 64  # rollouts per forward/backward; gradient is accumulated over a mini-batch
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     warmup_steps: int = 10  # linear warm-up over optimizer steps, then constant lr
@@ -91,6 +91,11 @@ class LearnerConfig:
     weight_decay: float = 0.0
     threads: int = 0  # torch CPU threads; 0 = torch default
     max_consecutive_skips: int = 5  # stop after this many non-finite (skipped) updates in a row; 0 = never
+    gradient_checkpointing: bool = False  # recompute activations in backward (less memory, ~30% more compute)
+    zero_stage: int = 0  # DeepSpeed ZeRO stage (backend=deepspeed): 1, 2 or 3
+    offload_optimizer: bool = False  # DeepSpeed: optimizer state and step on the CPU (DeepSpeedCPUAdam)
+    offload_params: bool = False  # DeepSpeed ZeRO-3: parameters live on the CPU between uses
+    zero3_persistence_threshold: int = 100_000  # ZeRO-3: parameters with fewer elements stay unpartitioned
 
 
 @dataclass
@@ -171,7 +176,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("float32", "bfloat16", "float16"),
     "task.name": ("toy_arith", "math"),
     "rollout.backend": ("hf",),
-    "learner.backend": ("torch",),
+    "learner.backend": ("torch", "deepspeed"),
     "algo.advantage": ("grpo", "dr_grpo", "batch_std", "sign", "rloo"),
     "algo.adv_std": ("population", "sample"),
     "algo.loss_agg": ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum"),
@@ -294,5 +299,10 @@ def validate(cfg: TrainConfig) -> None:
         )
     if not 0 <= cfg.task.max_failed_reward_frac <= 1:
         raise ConfigError(f"task.max_failed_reward_frac={cfg.task.max_failed_reward_frac} must be in [0, 1]")
+    lc = cfg.learner
+    if lc.backend == "deepspeed" and lc.zero_stage not in (1, 2, 3):
+        raise ConfigError(f"learner.zero_stage={lc.zero_stage} must be 1, 2 or 3 with learner.backend=deepspeed")
+    if lc.offload_params and not (lc.backend == "deepspeed" and lc.zero_stage == 3):
+        raise ConfigError("learner.offload_params=true needs learner=zero3 (ZeRO-3 partitions parameters)")
     if cfg.eval.samples_per_prompt < 1:
         raise ConfigError(f"eval.samples_per_prompt={cfg.eval.samples_per_prompt} must be >= 1")

@@ -36,6 +36,7 @@ STEP_KEYS = (
     "time/sync",
     "time/eval",
     "time/step",
+    "memory/peak_gb",
     "budget/rollouts_total",
     "budget/tokens_generated_total",
     "budget/optimizer_steps",

@@ -21,12 +21,13 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from two_grpo.algo.advantages import compute_advantages
+from two_grpo import multirank as mr
 from two_grpo.batch import Prompt, Rollout, collate, split_groups
 from two_grpo.checkpoint import CheckpointManager, set_rng_state
 from two_grpo.config import Derived, TrainConfig, derive
 from two_grpo.console import ProgressView, print_header, print_summary
 from two_grpo.data_gate import gate_train_set
+from two_grpo.dist import init_dist
 from two_grpo.evaluate import evaluate
 from two_grpo.guards import NonFiniteGuard, Preempted, PreemptionFlag, check_reward_failures
 from two_grpo.learner import make_learner
@@ -115,6 +116,8 @@ class Budget:
 
 def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     """Run one training job into `run_dir`; returns the closing summary."""
+    dist = init_dist()  # world_size 1 without a launcher (torchrun / deepspeed)
+    mr.check_topology(cfg, dist)
     if cfg.learner.threads > 0:
         torch.set_num_threads(cfg.learner.threads)
     seed_everything(cfg.seed)
@@ -125,29 +128,42 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     eval_set = task.eval_prompts(cfg.eval.prompts)
     train_set, _ = gate_train_set(cfg.task, train_set, eval_set, getattr(task, "duplicates_removed", 0))
     ckpts = CheckpointManager(run_dir, cfg.checkpoint.every_steps, cfg.checkpoint.keep_last)
-    resume_from = prepare_resume(run_dir, ckpts)
+    resume_from = prepare_resume(run_dir, ckpts, dist)
     derived = derive(cfg, len(train_set))
-    (run_dir / "derived.json").write_text(json.dumps(derived.as_dict(), indent=2))
-    print_header(str(run_dir), model_path, derived.as_dict(), cfg)
+    if dist.is_main:
+        (run_dir / "derived.json").write_text(json.dumps(derived.as_dict(), indent=2))
+        print_header(str(run_dir), model_path, derived.as_dict(), cfg)
 
     model = load_model(model_path, cfg.model)
     engine = make_engine(cfg, model, tokenizer)
-    learner = make_learner(cfg, model)
+    learner = make_learner(cfg, model, engine.shares_learner_weights())
     scorer = RewardScorer(task, cfg.task.reward_timeout_s, cfg.task.reward_workers)
     sampler = PromptSampler(len(train_set), cfg.prompts_per_rollout, cfg.seed)
-    tracker = Tracker(
-        run_dir, cfg.logger.backend, cfg.logger.project, OmegaConf.to_container(OmegaConf.structured(cfg)), cfg.run_id
+    tracker = (
+        Tracker(
+            run_dir,
+            cfg.logger.backend,
+            cfg.logger.project,
+            OmegaConf.to_container(OmegaConf.structured(cfg)),
+            cfg.run_id,
+        )
+        if dist.is_main
+        else mr.NullTracker()
     )
     timers, budget = Timers(), Budget(cfg)
     history: list[dict[str, Any]] = []
-    view = ProgressView(derived.total_steps, cfg.logger.progress, cfg.logger.print_every)
+    view = (
+        ProgressView(derived.total_steps, cfg.logger.progress, cfg.logger.print_every)
+        if dist.is_main
+        else mr.NullView()
+    )
     summary: dict[str, Any] = {}
     guard, preempt = NonFiniteGuard(cfg.learner.max_consecutive_skips), PreemptionFlag().install()
     try:
         if resume_from is not None:
             state = resume_from.trainer_state()
             eval_start, rollout_batch, history = state["eval_start"], state["rollout_batch"], state["history"]
-            restore_state(state, resume_from, learner, engine, sampler, budget, timers, guard)
+            restore_state(state, resume_from, learner, engine, sampler, budget, timers, guard, dist)
         else:
             with timers.phase("eval"):
                 eval_start = run_eval(engine, scorer, eval_set, cfg)
@@ -157,9 +173,10 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         def checkpoint() -> None:
             nonlocal saved_step
             state = trainer_state(rollout_batch, sampler, budget, timers, guard, learner, history, eval_start)
-            saved_step = save_checkpoint(ckpts, budget.steps, learner, state, saved_step)
+            saved_step = save_checkpoint(ckpts, budget.steps, learner, state, saved_step, dist)
 
-        while not budget.exhausted(sampler.epochs_done):
+        preempted = False
+        while not mr.stop_everywhere(budget.exhausted(sampler.epochs_done), dist):
             steps_before = budget.steps
             history += rollout_step(
                 cfg, derived, rollout_batch, train_set, sampler, engine, scorer, learner, tracker, timers, budget, view,
@@ -169,13 +186,14 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
             if cfg.eval.every_steps and budget.steps % cfg.eval.every_steps == 0 and history:
                 with timers.phase("eval"):
                     history[-1].update(run_eval(engine, scorer, eval_set, cfg))
-            if ckpts.due(steps_before, budget.steps) or preempt.requested:
+            preempted = mr.stop_everywhere(preempt.requested, dist)  # every rank saves and stops together
+            if ckpts.due(steps_before, budget.steps) or preempted:
                 checkpoint()
-            if preempt.requested:
+            if preempted:
                 break
         if saved_step != budget.steps:
             checkpoint()
-        if preempt.requested:
+        if preempted:
             raise Preempted(
                 f"preempted by {preempt.signal_name} at step {budget.steps}; checkpoint "
                 f"{run_dir / 'checkpoints' / f'step_{saved_step}'}; run the same command again to resume"
@@ -183,18 +201,23 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         with timers.phase("eval"):
             eval_end = run_eval(engine, scorer, eval_set, cfg)
         summary = make_summary(history, eval_start, eval_end, budget, timers, sampler.epochs_done, learner)
+        summary.update(mr.memory_summary(dist))
         tracker.write_json("summary.json", summary)
     finally:
         preempt.restore()
         view.close()
         tracker.close()
         scorer.close()
-    print_summary(summary)
+    if dist.is_main:
+        print_summary(summary)
     return summary
 
 
 def run_eval(engine, scorer, eval_set: list[Prompt], cfg: TrainConfig) -> dict[str, float]:
-    return evaluate(engine, scorer, eval_set, cfg.eval, cfg.rollout.max_response_tokens, seed=cfg.seed + 17)
+    def run_one(prompts: list[Prompt]) -> dict[str, float]:
+        return evaluate(engine, scorer, prompts, cfg.eval, cfg.rollout.max_response_tokens, seed=cfg.seed + 17)
+
+    return mr.sharded_eval(run_one, eval_set, init_dist())  # each rank scores a slice of the eval prompts
 
 
 def rollout_step(
@@ -214,6 +237,7 @@ def rollout_step(
 ) -> list[dict[str, Any]]:
     """One rollout batch and its U optimizer steps; returns the metrics lines it logged."""
     t_step = time.perf_counter()
+    dist = init_dist()
     prompts = [train_set[i] for i in sampler.next_batch()]
     by_id = {p.prompt_id: p for p in prompts}
     sampling = Sampling(
@@ -222,43 +246,48 @@ def rollout_step(
         top_p=cfg.rollout.top_p,
         top_k=cfg.rollout.top_k,
         max_new_tokens=cfg.rollout.max_response_tokens,
-        seed=sampling_seed(cfg.seed, rollout_batch),
+        seed=mr.rank_sampling_seed(sampling_seed(cfg.seed, rollout_batch), dist),
     )
     group_ids = [rollout_batch * cfg.prompts_per_rollout + i for i in range(len(prompts))]
+    my_prompts, my_group_ids = mr.shard_prompts(prompts, group_ids, cfg.prompts_per_minibatch, dist)
     with timers.phase("rollout"):
-        rollouts = engine.generate(prompts, group_ids, sampling)
+        rollouts = engine.generate(my_prompts, my_group_ids, sampling)
     with timers.phase("reward"):
         report = scorer.score(rollouts, by_id)
         rewards = torch.tensor(report.rewards, dtype=torch.float32)  # [R]
-        adv, zero_var = compute_advantages(
-            rewards,
-            torch.tensor([r.group_id for r in rollouts]),
-            cfg.algo.advantage,
-            cfg.algo.adv_std,
-            cfg.algo.adv_eps,
-        )
+        adv, zero_var = mr.global_advantages(rewards, torch.tensor([r.group_id for r in rollouts]), cfg, dist)
         for r, reward, a in zip(rollouts, report.rewards, adv.tolist()):
             r.reward, r.advantage = reward, a
     if report.first_failures:
         tracker.dump_failures(budget.steps + 1, report.first_failures)
-    check_reward_failures(rollout_batch, len(rollouts), report.timeouts, report.errors, cfg.task.max_failed_reward_frac)
-    budget.rollouts += len(rollouts)
-    budget.tokens += sum(len(r.token_ids) for r in rollouts)
-    shared = rollout_metrics(rollouts, zero_var, report.timeouts, report.errors)
+    n_rollouts, n_tokens = mr.global_counts(rollouts, dist)
+    budget.rollouts += n_rollouts
+    budget.tokens += n_tokens
+    if dist.active:
+        shared = mr.global_rollout_metrics(rollouts, zero_var, report.timeouts, report.errors, dist)
+    else:
+        shared = rollout_metrics(rollouts, zero_var, report.timeouts, report.errors)
+    check_reward_failures(  # on global counts, so every rank stops together
+        rollout_batch,
+        n_rollouts,
+        int(shared["rollout/reward_timeouts"]),
+        int(shared["rollout/reward_errors"]),
+        cfg.task.max_failed_reward_frac,
+    )
     keep = [r for r, z in zip(rollouts, zero_var.tolist()) if not (cfg.algo.drop_zero_var_groups and z)]
     minibatches = split_groups(keep, derived.updates_per_rollout_batch)
     batches = [collate(mb, engine.pad_id) if mb else None for mb in minibatches]
     with timers.phase("logprob"):
-        if derived.updates_per_rollout_batch > 1:  # later mini-batches are off-policy: ratio vs the sampler
-            batches = [b.with_logprobs(old_logp=learner.logprobs(b)) if b is not None else None for b in batches]
-        if cfg.algo.kl_coef > 0:
-            batches = [b.with_logprobs(ref_logp=learner.ref_logprobs(b)) if b is not None else None for b in batches]
+        # later mini-batches are off-policy (ratio vs the sampler): old log-probs when U > 1
+        batches = mr.attach_logprobs(
+            learner, batches, derived.updates_per_rollout_batch > 1, cfg.algo.kl_coef > 0, dist
+        )
     lines: list[dict[str, Any]] = []
     for u, mb in enumerate(batches):
         with timers.phase("learner"):
-            step_metrics = learner.train_minibatch(mb) if mb is not None else {"optim/skipped": 1.0}
+            step_metrics = mr.train_or_skip(learner, mb, dist)  # skipped when empty on every rank
         budget.steps += 1
-        if u == len(batches) - 1 and not engine.shares_learner_weights():
+        if u == len(batches) - 1 and mr.engine_needs_push(engine, learner):
             with timers.phase("sync"):
                 engine.load_weights(learner.named_weights())
         line = {
@@ -271,6 +300,7 @@ def rollout_step(
             **budget.as_metrics(),
         }
         line["time/step"] = time.perf_counter() - t_step
+        line.update(mr.rank_extras(line, dist))  # time/* and memory/peak_gb: max over ranks
         t_step = time.perf_counter()
         tracker.log(line)
         view.update(line)
@@ -278,7 +308,7 @@ def rollout_step(
         if guard is not None and mb is not None:
             guard.observe(budget.steps, step_metrics)  # raises after learner.max_consecutive_skips in a row
         if cfg.logger.dump_rollouts_every and budget.steps % cfg.logger.dump_rollouts_every == 0:
-            tracker.dump_rollouts(budget.steps, rollouts, by_id)
+            tracker.dump_rollouts(budget.steps, mr.gather_for_dump(rollouts, dist), by_id)
         if cfg.budget.max_steps and budget.steps >= cfg.budget.max_steps:
             break
     return lines
@@ -317,11 +347,15 @@ def make_summary(
     return out
 
 
-def prepare_resume(run_dir: Path, ckpts: CheckpointManager):
+def prepare_resume(run_dir: Path, ckpts: CheckpointManager, dist):
     """Before anything is written: drop partial checkpoints, pick the latest complete one and cut the run's
-    logs back to its step (the lines after it are produced again). Returns the Checkpoint or None."""
+    logs back to its step (the lines after it are produced again; rank 0 edits, every rank reads).
+    Returns the Checkpoint or None."""
     from two_grpo.checkpoint import truncate_jsonl
 
+    if not dist.is_main:
+        dist.barrier()
+        return ckpts.latest()
     removed = ckpts.clean_partial()
     if removed:
         print(f"two-grpo: removed incomplete checkpoint(s) left by an interrupted save: {', '.join(removed)}")
@@ -334,6 +368,7 @@ def prepare_resume(run_dir: Path, ckpts: CheckpointManager):
             dump.unlink()
     if latest is not None:
         print(f"two-grpo: resuming from {latest.path} (step {latest.step})")
+    dist.barrier()
     return latest
 
 
@@ -352,9 +387,9 @@ def trainer_state(rollout_batch, sampler, budget, timers, guard, learner, histor
     }
 
 
-def restore_state(state, ckpt, learner, engine, sampler, budget, timers, guard) -> None:
-    learner.load_state(ckpt.learner_dir)
-    if not engine.shares_learner_weights():
+def restore_state(state, ckpt, learner, engine, sampler, budget, timers, guard, dist) -> None:
+    learner.load_state(ckpt.learner_dir)  # collective under DeepSpeed
+    if mr.engine_needs_push(engine, learner):
         engine.load_weights(learner.named_weights())
     sampler.load_state_dict(state["sampler"])
     budget.steps, budget.rollouts, budget.tokens = (state["budget"][k] for k in ("steps", "rollouts", "tokens"))
@@ -363,18 +398,19 @@ def restore_state(state, ckpt, learner, engine, sampler, budget, timers, guard) 
     guard.load_state_dict(state["guard"])
     if hasattr(learner, "skipped_updates"):
         learner.skipped_updates = state["skipped_updates"]
-    set_rng_state(ckpt.rng())
+    set_rng_state(ckpt.rng(dist.rank))
 
 
-def save_checkpoint(ckpts: CheckpointManager, step: int, learner, state: dict[str, Any], saved_step: int) -> int:
+def save_checkpoint(ckpts: CheckpointManager, step: int, learner, state: dict[str, Any], saved_step: int, dist) -> int:
     """Save; on a write failure (full disk...) say so in one line and keep going. Returns the last saved step."""
     t0 = time.perf_counter()
     try:
-        ckpt = ckpts.save(step, learner, state)
+        ckpt = ckpts.save(step, learner, state, dist)
     except OSError as exc:
         previous = ckpts.latest()
         kept = f"the previous checkpoint {previous.path} is intact" if previous else "no earlier checkpoint exists"
         print(f"two-grpo: warning: checkpoint at step {step} not saved ({exc}); {kept}", file=sys.stderr, flush=True)
         return saved_step
-    print(f"two-grpo: checkpoint {ckpt.path} ({time.perf_counter() - t0:.2f}s)", flush=True)
+    if dist.is_main:
+        print(f"two-grpo: checkpoint {ckpt.path} ({time.perf_counter() - t0:.2f}s)", flush=True)
     return step

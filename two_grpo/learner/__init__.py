@@ -7,9 +7,16 @@ from typing import Any
 from two_grpo.config import TrainConfig
 
 
-def make_learner(cfg: TrainConfig, model: Any):
+def make_learner(cfg: TrainConfig, model: Any, engine_shares_model: bool = True):
+    """`engine_shares_model`: the rollout engine samples from `model` itself (ZeRO-3 then trains a copy)."""
     if cfg.learner.backend == "torch":
         from two_grpo.learner.torch_learner import TorchLearner
 
+        if cfg.learner.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return TorchLearner(model, cfg.learner, cfg.lr, cfg.algo, cfg.rollout.temperature)
+    if cfg.learner.backend == "deepspeed":
+        from two_grpo.learner.deepspeed_learner import DeepSpeedLearner
+
+        return DeepSpeedLearner(model, cfg, engine_shares_model)
     raise ValueError(f"learner.backend={cfg.learner.backend!r} is not available in this build")

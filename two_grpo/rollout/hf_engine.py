@@ -67,7 +67,10 @@ class HFEngine:
                 width = max(map(len, rows))
                 input_ids = torch.tensor([[self.pad_id] * (width - len(r)) + r for r in rows])
                 attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-                out = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=gen_cfg)
+                dev = self.model.device  # a DeepSpeed learner may have moved the shared module to its GPU
+                out = self.model.generate(
+                    input_ids=input_ids.to(dev), attention_mask=attention.to(dev), generation_config=gen_cfg
+                )
                 for (i, _), seq in zip(chunk, out[:, width:].tolist()):
                     rollouts.append(self._make_rollout(prompts[i], group_ids[i], prompt_ids[i], seq))
         self.model.train(was_training)
