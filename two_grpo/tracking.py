@@ -39,6 +39,9 @@ STEP_KEYS = (
     "budget/rollouts_total",
     "budget/tokens_generated_total",
     "budget/optimizer_steps",
+    "rollout/zero_adv_frac",
+    "rollout/zero_var_pred_batch_p",
+    "adv/abs_mean_nonzero",
 )
 PHASES = ("rollout", "reward", "logprob", "learner", "sync", "eval")
 

@@ -24,13 +24,15 @@ from two_grpo.algo.advantages import compute_advantages
 from two_grpo.batch import Prompt, Rollout, collate, split_groups
 from two_grpo.config import Derived, TrainConfig, derive
 from two_grpo.console import ProgressView, print_header, print_summary
-from two_grpo.evaluate import evaluate
+from two_grpo.evaluate import Evaluator, evaluate, load_benchmarks
+from two_grpo.final_model import save_final
 from two_grpo.learner import make_learner
 from two_grpo.models import load_model, load_tokenizer, resolve_model_path
 from two_grpo.rewards import RewardScorer
 from two_grpo.rollout import Sampling, make_engine
 from two_grpo.sampler import PromptSampler
 from two_grpo.tasks import make_task
+from two_grpo.signal import signal_metrics
 from two_grpo.tracking import PHASES, Tracker
 
 
@@ -118,7 +120,6 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     task = make_task(cfg.task, tokenizer)
     train_set = task.train_prompts()
-    eval_set = task.eval_prompts(cfg.eval.prompts)
     derived = derive(cfg, len(train_set))
     (run_dir / "derived.json").write_text(json.dumps(derived.as_dict(), indent=2))
     print_header(str(run_dir), model_path, derived.as_dict(), cfg)
@@ -132,27 +133,31 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         run_dir, cfg.logger.backend, cfg.logger.project, OmegaConf.to_container(OmegaConf.structured(cfg)), cfg.run_id
     )
     timers, budget = Timers(), Budget(cfg)
+    evaluator = Evaluator(cfg, load_benchmarks(cfg, tokenizer, task, scorer), run_dir, scorer)
     history: list[dict[str, Any]] = []
     view = ProgressView(derived.total_steps, cfg.logger.progress, cfg.logger.print_every)
     summary: dict[str, Any] = {}
     try:
         with timers.phase("eval"):
-            eval_start = run_eval(engine, scorer, eval_set, cfg)
+            eval_start = evaluator.run(engine, budget, timers)
         rollout_batch = 0
         while not budget.exhausted(sampler.epochs_done):
+            steps_before = budget.steps
             history += rollout_step(
                 cfg, derived, rollout_batch, train_set, sampler, engine, scorer, learner, tracker, timers, budget, view
             )
             rollout_batch += 1
-            if cfg.eval.every_steps and budget.steps % cfg.eval.every_steps == 0 and history:
+            if evaluator.due(steps_before, budget.steps) and history and not budget.exhausted(sampler.epochs_done):
                 with timers.phase("eval"):
-                    history[-1].update(run_eval(engine, scorer, eval_set, cfg))
+                    history[-1].update(evaluator.run(engine, budget, timers))
         with timers.phase("eval"):
-            eval_end = run_eval(engine, scorer, eval_set, cfg)
+            eval_end = evaluator.run(engine, budget, timers)
+        save_final(learner.model, tokenizer, model_path, run_dir)
         summary = make_summary(history, eval_start, eval_end, budget, timers, sampler.epochs_done, learner)
         tracker.write_json("summary.json", summary)
     finally:
         view.close()
+        evaluator.close()
         tracker.close()
         scorer.close()
     print_summary(summary)
@@ -209,6 +214,7 @@ def rollout_step(
     budget.rollouts += len(rollouts)
     budget.tokens += sum(len(r.token_ids) for r in rollouts)
     shared = rollout_metrics(rollouts, zero_var, report.timeouts, report.errors)
+    shared.update(signal_metrics(rollouts, zero_var, cfg.group_size))
     keep = [r for r, z in zip(rollouts, zero_var.tolist()) if not (cfg.algo.drop_zero_var_groups and z)]
     minibatches = split_groups(keep, derived.updates_per_rollout_batch)
     batches = [collate(mb, engine.pad_id) if mb else None for mb in minibatches]

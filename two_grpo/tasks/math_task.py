@@ -117,7 +117,8 @@ class MathTask:
                     f"{path}: record {n} has no field {missing[0]!r} (fields: {', '.join(sorted(row))}); "
                     f"set task.data.prompt_field / task.data.answer_field"
                 )
-            question, answer = str(row[pf]), str(row[af])
+            gold = row[af][0] if isinstance(row[af], list) and row[af] else row[af]  # OlympiadBench: a list
+            question, answer = str(row[pf]), str(gold)
             if self.cfg.answer_from_boxed:
                 answer = last_boxed(answer) or answer
             if question in seen:  # duplicate prompts would double-weight a problem
