@@ -216,7 +216,7 @@ def derive(cfg: TrainConfig, train_prompts: int) -> Derived:
     if b.max_epochs > 0 and train_prompts > 0:
         limits.append(math.ceil(b.max_epochs * train_prompts / p) * updates)
     if b.max_rollouts > 0:
-        limits.append(max(1, b.max_rollouts // (p * g)) * updates)
+        limits.append(math.ceil(b.max_rollouts / (p * g)) * updates)  # the trainer stops after the batch that reaches it
     return Derived(
         rollouts_per_minibatch=m * g,
         rollouts_per_rollout_batch=p * g,
