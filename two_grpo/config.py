@@ -216,7 +216,8 @@ def derive(cfg: TrainConfig, train_prompts: int) -> Derived:
     if b.max_epochs > 0 and train_prompts > 0:
         limits.append(math.ceil(b.max_epochs * train_prompts / p) * updates)
     if b.max_rollouts > 0:
-        limits.append(math.ceil(b.max_rollouts / (p * g)) * updates)  # the trainer stops after the batch that reaches it
+        # the trainer stops after the rollout batch that reaches the limit
+        limits.append(math.ceil(b.max_rollouts / (p * g)) * updates)
     return Derived(
         rollouts_per_minibatch=m * g,
         rollouts_per_rollout_batch=p * g,

@@ -80,7 +80,8 @@ def cmd_eval(argv: list[str]) -> int:
 
 def run_eval_only(cfg) -> dict[str, float]:
     """Load the model and engine that training would use, run the eval suite once, return its metrics."""
-    from two_grpo.evaluate import Evaluator, load_benchmarks
+    from two_grpo.config import ConfigError
+    from two_grpo.evaluate import Evaluator, evaluate_suite, load_benchmarks
     from two_grpo.models import load_model, load_tokenizer, resolve_model_path
     from two_grpo.rewards import RewardScorer
     from two_grpo.rollout import make_engine
@@ -95,8 +96,6 @@ def run_eval_only(cfg) -> dict[str, float]:
         if not evaluator.suite:
             raise ConfigError("nothing to evaluate: set eval.prompts > 0 or add eval.benchmarks (eval=math_suite)")
         engine = make_engine(cfg, load_model(model_path, cfg.model), tokenizer)
-        from two_grpo.evaluate import evaluate_suite
-
         return evaluate_suite(engine, evaluator.suite, cfg, seed=cfg.seed + 17)
     finally:
         evaluator.close()

@@ -50,7 +50,14 @@ def build_tables(rows: list[dict[str, Any]], base: dict[str, Any] | None, metric
         head += [f"vs {base['config']}"]
     main = []
     for r in rows:
-        line = [r["config"], str(r["seeds"]), str(r["G"]), str(r["prompts_per_minibatch"]), f"{r['lr']:g}", str(r["advantage"])]
+        line = [
+            r["config"],
+            str(r["seeds"]),
+            str(r["G"]),
+            str(r["prompts_per_minibatch"]),
+            f"{r['lr']:g}",
+            str(r["advantage"]),
+        ]
         if metric:
             line += [fmt(r[f"final {metric}"], 100), fmt(r[f"best {metric}"], 100)]
         if passk:
@@ -131,9 +138,15 @@ def cmd_report(argv: list[str]) -> int:
     base = next((r for r in rows if r["config"] == baseline), None)
     head, main, sig_head, sig = build_tables(rows, base, metrics, metric)
     first = args.paths[0]
-    out = args.out or (first / "report" if (first / "plan.json").is_file() else Path("reports") / time.strftime("%Y%m%d-%H%M%S"))
+    out = args.out or (
+        first / "report" if (first / "plan.json").is_file() else Path("reports") / time.strftime("%Y%m%d-%H%M%S")
+    )
     out.mkdir(parents=True, exist_ok=True)
-    plots = [] if args.no_plots else __import__("two_grpo.report_plots", fromlist=["plot_all"]).plot_all(configs, metric, out)
+    plots = (
+        []
+        if args.no_plots
+        else __import__("two_grpo.report_plots", fromlist=["plot_all"]).plot_all(configs, metric, out)
+    )
     md = [
         f"# two-grpo report: {', '.join(map(str, args.paths))}",
         "",

@@ -107,7 +107,12 @@ def collect(paths: list[Path]) -> tuple[list[Config], str, list[Path]]:
             baseline = baseline or plan.get("baseline", "")
             for m in plan["members"]:
                 local = p / m["run_id"]  # the sweep dir may have moved since the plan was written
-                add(local if local.is_dir() else Path(m["run_dir"]), config_id=m["config_id"], name=m["name"], seed=m["seed"])
+                add(
+                    local if local.is_dir() else Path(m["run_dir"]),
+                    config_id=m["config_id"],
+                    name=m["name"],
+                    seed=m["seed"],
+                )
         elif (p / "metrics.jsonl").is_file():
             add(p)
         elif p.is_dir() and any(c.joinpath("metrics.jsonl").is_file() for c in p.iterdir() if c.is_dir()):

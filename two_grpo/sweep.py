@@ -99,14 +99,16 @@ def member_status(run_dir: Path) -> str:
 
 
 def fmt_int(v: Any) -> str:
-    return "-" if v is None else f"{v:,}"
+    if v is None:
+        return "-"
+    return f"{v / 1e6:,.1f} M" if v >= 1e8 else f"{v:,}"
 
 
 def print_plan(preset_name: str, preset: Any, members: list[Member], proj: dict, sweep_dir: Path, cli: list[str]):
+    from rich.console import Console
     from rich.table import Table
 
-    from two_grpo.console import console
-
+    console = Console(highlight=False, width=max(Console().width, 120))
     base = next((m for m in members if m.name == preset.baseline), None)
     base_r = proj[base.run_id]["rollouts"] if base else None
     console.print(f"[bold]sweep {preset_name}[/]  {preset.description}")
@@ -135,7 +137,9 @@ def print_plan(preset_name: str, preset: Any, members: list[Member], proj: dict,
     for m in members:
         if m.config_id not in shown:
             shown.add(m.config_id)
-            console.print(f"  {m.config_id}: {' '.join(o for o in m.overrides if not o.startswith('seed='))}", soft_wrap=True)
+            console.print(
+                f"  {m.config_id}: {' '.join(o for o in m.overrides if not o.startswith('seed='))}", soft_wrap=True
+            )
 
 
 def write_plan(sweep_dir: Path, preset_name: str, preset: Any, members: list[Member], proj: dict, argv: list[str]):
@@ -155,9 +159,7 @@ def write_plan(sweep_dir: Path, preset_name: str, preset: Any, members: list[Mem
     tmp = sweep_dir / ".plan.json.tmp"
     tmp.write_text(json.dumps(plan, indent=2))
     tmp.replace(sweep_dir / "plan.json")
-    (sweep_dir / "commands.sh").write_text(
-        "\n".join(shlex.join(r["command"]) for r in rows) + "\n"
-    )
+    (sweep_dir / "commands.sh").write_text("\n".join(shlex.join(r["command"]) for r in rows) + "\n")
     return sweep_dir / "plan.json"
 
 
@@ -219,7 +221,9 @@ def cmd_sweep(argv: list[str]) -> int:
     todo = [m.run_id for m in members if status[m.run_id] in ("new", "unfinished")]
     skipped = [r for r, s in status.items() if s == "done"]
     running = [r for r, s in status.items() if s == "running"]
-    console.print(f"{len(skipped)} finished (skipped), {len(running)} still running elsewhere (skipped), {len(todo)} to run")
+    console.print(
+        f"{len(skipped)} finished (skipped), {len(running)} still running elsewhere (skipped), {len(todo)} to run"
+    )
     results: list[dict] = []
     if todo:
         t0 = time.time()

@@ -84,4 +84,9 @@ def run_member(cfg: Any) -> dict[str, Any]:
         (member_dir / PID_FILE).unlink(missing_ok=True)
         return {"run_id": cfg.member, "rc": rc, "wall_s": time.time() - t0}
     except Exception as exc:  # reported by the sweep, never stops the sweeper
-        return {"run_id": str(cfg.member), "rc": -1, "error": f"{type(exc).__name__}: {exc}", "wall_s": time.time() - t0}
+        return {
+            "run_id": str(cfg.member),
+            "rc": -1,
+            "error": f"{type(exc).__name__}: {exc}",
+            "wall_s": time.time() - t0,
+        }

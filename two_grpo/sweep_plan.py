@@ -105,7 +105,9 @@ def member_overrides(p: SweepPreset) -> tuple[list[str], dict[str, list[str]]]:
             own = [f"group_size={g}"]
             if p.hold == "rollouts":
                 if p.rollouts_per_minibatch % g:
-                    raise ConfigError(f"sweep.rollouts_per_minibatch={p.rollouts_per_minibatch} is not divisible by G={g}")
+                    raise ConfigError(
+                        f"sweep.rollouts_per_minibatch={p.rollouts_per_minibatch} is not divisible by G={g}"
+                    )
                 own.append(f"prompts_per_minibatch={p.rollouts_per_minibatch // g}")
             members[f"g{g}"] = own
     for rule in p.lr_rules:
@@ -148,7 +150,9 @@ def load_preset(conf_dir: str, name: str, preset_overrides: list[str]) -> SweepP
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except Exception as exc:
         first = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"sweep preset {path.name}: {first} (fields: see two_grpo/sweep_plan.py SweepPreset)") from None
+        raise ConfigError(
+            f"sweep preset {path.name}: {first} (fields: see two_grpo/sweep_plan.py SweepPreset)"
+        ) from None
 
 
 def count_train_prompts(cfg: Any, assume: int) -> tuple[int, str]:

@@ -31,8 +31,8 @@ from two_grpo.models import load_model, load_tokenizer, resolve_model_path
 from two_grpo.rewards import RewardScorer
 from two_grpo.rollout import Sampling, make_engine
 from two_grpo.sampler import PromptSampler
-from two_grpo.tasks import make_task
 from two_grpo.signal import signal_metrics
+from two_grpo.tasks import make_task
 from two_grpo.tracking import PHASES, Tracker
 
 

@@ -22,9 +22,16 @@ def test_mean_ci95_by_hand():
 
 def write_run(d, *, seed, group_size, rollouts, train_s, evals, zero_var):
     d.mkdir(parents=True)
-    (d / "config.yaml").write_text(f"group_size: {group_size}\nprompts_per_minibatch: 8\nlr: 0.0001\nseed: {seed}\nalgo:\n  advantage: grpo\n")
+    (d / "config.yaml").write_text(
+        f"group_size: {group_size}\nprompts_per_minibatch: 8\nlr: 0.0001\nseed: {seed}\nalgo:\n  advantage: grpo\n"
+    )
     (d / "overrides.txt").write_text(f"group_size={group_size}\nseed={seed}\nhydra.run.dir={d}\n")
-    summary = {"rollouts": rollouts, "tokens_generated": rollouts * 5, "optimizer_steps": 4, "wallclock_s": train_s + 1.0}
+    summary = {
+        "rollouts": rollouts,
+        "tokens_generated": rollouts * 5,
+        "optimizer_steps": 4,
+        "wallclock_s": train_s + 1.0,
+    }
     summary.update({f"time/{p}_total_s": 0.0 for p in ("rollout", "reward", "logprob", "learner", "sync")})
     summary["time/eval_total_s"] = 1.0
     (d / "summary.json").write_text(json.dumps(summary))
