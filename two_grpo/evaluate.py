@@ -8,11 +8,9 @@ that group size G would see on these prompts, from each prompt's k samples (unbi
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from math import comb
-from pathlib import Path
 from typing import Any
 
 from two_grpo.batch import Prompt
@@ -122,12 +120,11 @@ def evaluate_suite(engine: RolloutEngine, suite: list[Benchmark], cfg: TrainConf
 
 
 class Evaluator:
-    """Runs the suite at start, every `eval.every_steps` optimizer steps and at the end; appends one line per
-    eval to `run_dir/eval.jsonl` with the budget spent so far (step, rollouts, tokens, wall-clock)."""
+    """Runs the suite at start, every `eval.every_steps` optimizer steps and at the end; logs one line per eval
+    (Tracker.log_eval: run_dir/eval.jsonl and wandb) with the budget spent so far (step, rollouts, tokens, time)."""
 
-    def __init__(self, cfg: TrainConfig, suite: list[Benchmark], run_dir: Path | None, task_scorer: Any = None):
-        self.cfg, self.suite, self.task_scorer = cfg, suite, task_scorer
-        self.path = run_dir / "eval.jsonl" if run_dir is not None else None
+    def __init__(self, cfg: TrainConfig, suite: list[Benchmark], tracker: Any = None, task_scorer: Any = None):
+        self.cfg, self.suite, self.tracker, self.task_scorer = cfg, suite, tracker, task_scorer
 
     def due(self, steps_before: int, steps_after: int) -> bool:
         """True when an `every_steps` boundary was crossed (a rollout batch can take several steps)."""
@@ -140,7 +137,7 @@ class Evaluator:
         eval_s_before = timers.total.get("eval", 0.0)
         wall = time.time() - budget.t_start
         metrics = evaluate_suite(engine, self.suite, self.cfg, seed=self.cfg.seed + 17)
-        if self.path is not None:
+        if self.tracker is not None:
             line = {
                 "step": budget.steps,
                 "budget/rollouts_total": budget.rollouts,
@@ -150,8 +147,7 @@ class Evaluator:
                 "time/train_wallclock_s": wall - eval_s_before,  # excludes time spent evaluating
                 **metrics,
             }
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(line, sort_keys=True) + "\n")
+            self.tracker.log_eval(line)
         return metrics
 
     def close(self) -> None:

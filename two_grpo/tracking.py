@@ -66,6 +66,13 @@ class Tracker:
         if self._wandb is not None:
             self._wandb.log(metrics, step=int(metrics["step"]))
 
+    def log_eval(self, line: dict[str, Any]) -> None:
+        """One eval (evaluate.Evaluator): a line of eval.jsonl, and the same dict to wandb."""
+        with open(self.run_dir / "eval.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(line, sort_keys=True) + "\n")
+        if self._wandb is not None:
+            self._wandb.log(line, step=int(line["step"]))
+
     def dump_rollouts(self, step: int, rollouts: list[Rollout], prompts: dict[int, Prompt]) -> None:
         folder = self.run_dir / "rollouts"
         folder.mkdir(exist_ok=True)

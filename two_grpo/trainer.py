@@ -133,7 +133,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         run_dir, cfg.logger.backend, cfg.logger.project, OmegaConf.to_container(OmegaConf.structured(cfg)), cfg.run_id
     )
     timers, budget = Timers(), Budget(cfg)
-    evaluator = Evaluator(cfg, load_benchmarks(cfg, tokenizer, task, scorer), run_dir, scorer)
+    evaluator = Evaluator(cfg, load_benchmarks(cfg, tokenizer, task, scorer), tracker, scorer)
     history: list[dict[str, Any]] = []
     view = ProgressView(derived.total_steps, cfg.logger.progress, cfg.logger.print_every)
     summary: dict[str, Any] = {}
