@@ -14,7 +14,7 @@ from math import comb
 from typing import Any
 
 from two_grpo.batch import Prompt
-from two_grpo.config import DataConfig, EvalConfig, TrainConfig
+from two_grpo.config import ConfigError, DataConfig, EvalConfig, TrainConfig
 from two_grpo.rewards import RewardScorer
 from two_grpo.rollout.base import RolloutEngine, Sampling
 
@@ -88,6 +88,8 @@ def load_benchmarks(cfg: TrainConfig, tokenizer: Any, task: Any, task_scorer: Re
 
         math_scorer: RewardScorer | None = None
         for name, b in cfg.eval.benchmarks.items():
+            if b.path in ("", "???"):
+                raise ConfigError(f"eval.benchmarks.{name}.path is empty; set a HF dataset name or a .jsonl/.parquet file")
             data = DataConfig(
                 path=b.path,
                 split=b.split,

@@ -46,8 +46,8 @@ def test_sweep_report_and_rerun_finishes_only_what_is_missing(tmp_path, tiny_mod
         assert (dirs[name] / "final" / "model.safetensors").is_file(), name
     assert "task.data.path='/nonexistent/data.jsonl'" in (dirs["g4_matched"] / "train.log").read_text()
     summary16 = json.loads((dirs["g16"] / "summary.json").read_text())
-    summary2 = json.loads((dirs["g2_paper"] / "summary.json").read_text())
-    assert summary2["rollouts"] * 8 == summary16["rollouts"]  # 2-GRPO at equal epochs: 12.5% of the rollouts
+    summary2 = json.loads((dirs["g2_matched"] / "summary.json").read_text())
+    assert summary2["rollouts"] * 8 == summary16["rollouts"] == 256  # equal epochs: 16 prompts x 16 vs x 2
 
     rep = run_cli(["report", str(sweep_dir)], tmp_path)
     assert rep.returncode == 0, rep.stderr[-3000:]
