@@ -89,7 +89,9 @@ def load_benchmarks(cfg: TrainConfig, tokenizer: Any, task: Any, task_scorer: Re
         math_scorer: RewardScorer | None = None
         for name, b in cfg.eval.benchmarks.items():
             if b.path in ("", "???"):
-                raise ConfigError(f"eval.benchmarks.{name}.path is empty; set a HF dataset name or a .jsonl/.parquet file")
+                raise ConfigError(
+                    f"eval.benchmarks.{name}.path is empty; set a HF dataset name or a .jsonl/.parquet file"
+                )
             data = DataConfig(
                 path=b.path,
                 split=b.split,

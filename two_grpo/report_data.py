@@ -160,14 +160,14 @@ def run_stats(run: Run, metrics: list[str]) -> dict[str, float]:
         out[f"start {m}"] = run.evals[0].get(m, math.nan) if run.evals else math.nan
     batches = run.batches()
 
-    def avg(key: str) -> float:
-        vals = [b[key] for b in batches if key in b]
+    def avg(key: str, skip_zero: bool = False) -> float:
+        vals = [b[key] for b in batches if key in b and not (skip_zero and b[key] == 0.0)]
         return sum(vals) / len(vals) if vals else math.nan
 
     out["zero_var_obs"] = avg("rollout/zero_var_group_frac")
     out["zero_var_pred_batch_p"] = avg("rollout/zero_var_pred_batch_p")
     out["zero_adv_frac"] = avg("rollout/zero_adv_frac")
-    out["adv_abs_nonzero"] = avg("adv/abs_mean_nonzero")
+    out["adv_abs_nonzero"] = avg("adv/abs_mean_nonzero", skip_zero=True)  # 0 = a batch with no gradient at all
     out["adv_abs"] = avg("adv/abs_mean")
     pred_keys = [k for e in run.evals for k in e if k.endswith(f"/zero_var_pred_g{g}")]
     if pred_keys:
