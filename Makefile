@@ -5,10 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 EXP    ?= paper_2grpo
+SWEEP  ?= smoke
 PYTEST := $(BIN)/python -m pytest
 
 .DEFAULT_GOAL := help
-.PHONY: help install train smoke test test-unit test-slow test-gpu lint format config tiny-model clean clean-runs
+.PHONY: help install train smoke test test-unit test-slow test-gpu lint format config tiny-model clean clean-runs sweep sweep-dry
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -51,6 +52,13 @@ format: install ## ruff format + autofix
 
 config: install ## print the composed config of EXP (default paper_2grpo)
 	$(BIN)/two-grpo train experiment=$(EXP) --cfg job
+
+sweep: install ## run a sweep preset and report it (SWEEP=smoke|paper|matched|group_size|batch_lr, ARGS=overrides)
+	$(BIN)/two-grpo sweep sweep=$(SWEEP) dir=sweeps/$(SWEEP) $(ARGS)
+	$(BIN)/two-grpo report sweeps/$(SWEEP)
+
+sweep-dry: install ## print a sweep preset's plan: members, overrides, projected steps/rollouts/tokens
+	$(BIN)/two-grpo sweep sweep=$(SWEEP) dry_run=true $(ARGS)
 
 tiny-model: install ## build the embedded default model (builtin:tiny) into the cache now
 	$(BIN)/two-grpo build-model

@@ -3,6 +3,9 @@
     two-grpo train [KEY=VALUE ...] [--cfg job]   compose conf/train.yaml with overrides and train
     two-grpo train resume=RUN_DIR                 resume the run in RUN_DIR with its saved config
     two-grpo build-model                          build the embedded default model (builtin:tiny) now
+    two-grpo eval [RUN_DIR|MODEL_DIR] [KEY=VALUE ...]   Mean@k / Pass@k of a run's final weights or a model
+    two-grpo sweep sweep=<preset> [KEY=VALUE ...]       run a preset's members (dry_run=true: print the plan)
+    two-grpo report <SWEEP_DIR|RUN_DIR ...>             table, CSV, Markdown and plots over seeds
 
 Configs come from `two_grpo/conf` in an installed wheel, else from the repository's `conf/`.
 Running the same command again on a hydra.run.dir that holds an unfinished run with a checkpoint resumes it.
@@ -221,7 +224,26 @@ def cmd_build_model(argv: list[str]) -> int:
     return 0
 
 
+def cmd_eval(argv: list[str]) -> int:
+    from two_grpo.eval_cli import cmd_eval as run
+
+    return run(argv)
+
+
+def cmd_sweep(argv: list[str]) -> int:
+    from two_grpo.sweep import cmd_sweep as run
+
+    return run(argv)
+
+
+def cmd_report(argv: list[str]) -> int:
+    from two_grpo.report import cmd_report as run
+
+    return run(argv)
+
+
 COMMANDS = {"train": cmd_train, "build-model": cmd_build_model}
+COMMANDS.update({"eval": cmd_eval, "sweep": cmd_sweep, "report": cmd_report})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,6 +125,18 @@ class BudgetConfig:
 
 
 @dataclass
+class BenchmarkConfig:
+    """One eval benchmark read like the `math` task: a HF dataset name, a .jsonl or a .parquet file + fields."""
+
+    path: str = ""
+    split: str = "test"
+    prompt_field: str = "problem"
+    answer_field: str = "answer"  # a list value (OlympiadBench's final_answer) uses its first element
+    answer_from_boxed: bool = False
+    max_prompts: int = 0  # 0 = all
+
+
+@dataclass
 class EvalConfig:
     prompts: int = 256  # held-out prompts; 0 = no eval
     samples_per_prompt: int = 1  # k for mean@k / pass@k
@@ -132,6 +144,8 @@ class EvalConfig:
     top_p: float = 1.0
     top_k: int = 0
     every_steps: int = 0  # 0 = only at start and end
+    max_response_tokens: int = 0  # 0 = rollout.max_response_tokens (the paper evaluates at 4096)
+    benchmarks: dict[str, BenchmarkConfig] = field(default_factory=dict)  # name -> benchmark (conf/eval/math_suite)
 
 
 @dataclass
@@ -231,7 +245,8 @@ def derive(cfg: TrainConfig, train_prompts: int) -> Derived:
     if b.max_epochs > 0 and train_prompts > 0:
         limits.append(math.ceil(b.max_epochs * train_prompts / p) * updates)
     if b.max_rollouts > 0:
-        limits.append(max(1, b.max_rollouts // (p * g)) * updates)
+        # the trainer stops after the rollout batch that reaches the limit
+        limits.append(math.ceil(b.max_rollouts / (p * g)) * updates)
     return Derived(
         rollouts_per_minibatch=m * g,
         rollouts_per_rollout_batch=p * g,

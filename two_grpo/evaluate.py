@@ -1,13 +1,24 @@
-"""Held-out evaluation: k samples per prompt with the eval sampling settings; Mean@k and unbiased Pass@k."""
+"""Held-out evaluation: k samples per prompt with the eval sampling settings; Mean@k and unbiased Pass@k.
+
+A suite is the training task's held-out split (`eval.prompts` > 0, named after the task) plus the benchmarks in
+`eval.benchmarks` (conf/eval/math_suite.yaml). Metrics: `eval/<bench>/mean@k`, `eval/<bench>/pass@k`, their
+average over benchmarks `eval/avg/...`, and `eval/<bench>/zero_var_pred_g<G>`: the zero-variance group fraction
+that group size G would see on these prompts, from each prompt's k samples (unbiased, see `zero_var_prob`).
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from math import comb
+from typing import Any
 
 from two_grpo.batch import Prompt
-from two_grpo.config import EvalConfig
+from two_grpo.config import ConfigError, DataConfig, EvalConfig, TrainConfig
 from two_grpo.rewards import RewardScorer
 from two_grpo.rollout.base import RolloutEngine, Sampling
+
+PREDICT_GROUP_SIZES = (2, 4, 8, 16)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -19,10 +30,25 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
+def zero_var_prob(n: int, c: int, group_size: int) -> float:
+    """Unbiased estimate of p^G + (1-p)^G (a group of G binary rewards all equal) from n samples, c correct:
+    the chance that G of the n samples drawn without replacement are all right or all wrong."""
+    if group_size > n:
+        raise ValueError(f"zero_var_prob needs group_size <= n (group_size={group_size}, n={n})")
+    return (comb(c, group_size) + comb(n - c, group_size)) / comb(n, group_size)
+
+
 def evaluate(
-    engine: RolloutEngine, scorer: RewardScorer, prompts: list[Prompt], cfg: EvalConfig, max_new_tokens: int, seed: int
+    engine: RolloutEngine,
+    scorer: RewardScorer,
+    prompts: list[Prompt],
+    cfg: EvalConfig,
+    max_new_tokens: int,
+    seed: int,
+    name: str | None = None,
 ) -> dict[str, float]:
-    """`eval/<task>/mean@k` (mean reward) and `eval/<task>/pass@k` (reward 1.0 counts as solved)."""
+    """`eval/<name>/mean@k` (mean reward), `eval/<name>/pass@k` (reward 1.0 counts as solved) and the predicted
+    zero-variance fractions; `name` defaults to the scorer's task."""
     if not prompts:
         return {}
     k = cfg.samples_per_prompt
@@ -36,5 +62,110 @@ def evaluate(
         per_prompt.setdefault(r.group_id, []).append(reward)
     mean = sum(report.rewards) / len(report.rewards)
     passk = sum(pass_at_k(len(v), sum(x == 1.0 for x in v), k) for v in per_prompt.values()) / len(per_prompt)
-    name = scorer.task.name
-    return {f"eval/{name}/mean@{k}": mean, f"eval/{name}/pass@{k}": passk}
+    name = name or scorer.task.name
+    out = {f"eval/{name}/mean@{k}": mean, f"eval/{name}/pass@{k}": passk}
+    for g in PREDICT_GROUP_SIZES:
+        if g <= k:
+            z = [zero_var_prob(len(v), sum(x == 1.0 for x in v), g) for v in per_prompt.values()]
+            out[f"eval/{name}/zero_var_pred_g{g}"] = sum(z) / len(z)
+    return out
+
+
+@dataclass
+class Benchmark:
+    name: str
+    prompts: list[Prompt]
+    scorer: RewardScorer
+
+
+def load_benchmarks(cfg: TrainConfig, tokenizer: Any, task: Any, task_scorer: RewardScorer) -> list[Benchmark]:
+    """The held-out split of the training task (if eval.prompts > 0) and every eval.benchmarks entry."""
+    suite: list[Benchmark] = []
+    if cfg.eval.prompts > 0:
+        suite.append(Benchmark(task.name, task.eval_prompts(cfg.eval.prompts), task_scorer))
+    if cfg.eval.benchmarks:
+        from two_grpo.tasks.math_task import MathTask
+
+        math_scorer: RewardScorer | None = None
+        for name, b in cfg.eval.benchmarks.items():
+            if b.path in ("", "???"):
+                raise ConfigError(
+                    f"eval.benchmarks.{name}.path is empty; set a HF dataset name or a .jsonl/.parquet file"
+                )
+            data = DataConfig(
+                path=b.path,
+                split=b.split,
+                prompt_field=b.prompt_field,
+                answer_field=b.answer_field,
+                answer_from_boxed=b.answer_from_boxed,
+                template=cfg.task.data.template,
+                use_chat_template=cfg.task.data.use_chat_template,
+                max_prompts=b.max_prompts,
+            )
+            bench_task = MathTask(data, tokenizer)
+            if math_scorer is None:
+                math_scorer = RewardScorer(bench_task, cfg.task.reward_timeout_s, cfg.task.reward_workers)
+            suite.append(Benchmark(name, bench_task.train_prompts(), math_scorer))
+    return suite
+
+
+def evaluate_suite(
+    engine: RolloutEngine, suite: list[Benchmark], cfg: TrainConfig, seed: int, dist: Any = None
+) -> dict[str, float]:
+    """Every benchmark of the suite, plus `eval/avg/mean@k` and `eval/avg/pass@k` when there are several.
+    With several ranks (`dist`), each rank scores a slice of every benchmark (metrics are means over prompts)."""
+    from two_grpo.multirank import sharded_eval
+
+    max_new = cfg.eval.max_response_tokens or cfg.rollout.max_response_tokens
+    out: dict[str, float] = {}
+    for b in suite:
+
+        def run_one(prompts: list[Prompt], b: Benchmark = b) -> dict[str, float]:
+            return evaluate(engine, b.scorer, prompts, cfg.eval, max_new, seed, name=b.name)
+
+        out.update(sharded_eval(run_one, b.prompts, dist) if dist is not None else run_one(b.prompts))
+    k = cfg.eval.samples_per_prompt
+    if len(suite) > 1:
+        for metric in (f"mean@{k}", f"pass@{k}"):
+            vals = [out[f"eval/{b.name}/{metric}"] for b in suite if f"eval/{b.name}/{metric}" in out]
+            out[f"eval/avg/{metric}"] = sum(vals) / len(vals)
+    return out
+
+
+class Evaluator:
+    """Runs the suite at start, every `eval.every_steps` optimizer steps and at the end; logs one line per eval
+    (Tracker.log_eval: run_dir/eval.jsonl and wandb) with the budget spent so far (step, rollouts, tokens, time)."""
+
+    def __init__(
+        self, cfg: TrainConfig, suite: list[Benchmark], tracker: Any = None, task_scorer: Any = None, dist: Any = None
+    ):
+        self.cfg, self.suite, self.tracker, self.task_scorer, self.dist = cfg, suite, tracker, task_scorer, dist
+
+    def due(self, steps_before: int, steps_after: int) -> bool:
+        """True when an `every_steps` boundary was crossed (a rollout batch can take several steps)."""
+        every = self.cfg.eval.every_steps
+        return bool(every) and steps_after // every > steps_before // every
+
+    def run(self, engine: RolloutEngine, budget: Any, timers: Any) -> dict[str, float]:
+        if not self.suite:
+            return {}
+        eval_s_before = timers.total.get("eval", 0.0)
+        wall = time.time() - budget.t_start
+        metrics = evaluate_suite(engine, self.suite, self.cfg, seed=self.cfg.seed + 17, dist=self.dist)
+        if self.tracker is not None:
+            line = {
+                "step": budget.steps,
+                "budget/rollouts_total": budget.rollouts,
+                "budget/tokens_generated_total": budget.tokens,
+                "budget/optimizer_steps": budget.steps,
+                "time/wallclock_s": wall,
+                "time/train_wallclock_s": wall - eval_s_before,  # excludes time spent evaluating
+                **metrics,
+            }
+            self.tracker.log_eval(line)
+        return metrics
+
+    def close(self) -> None:
+        """Close the benchmark scorers this suite opened (not the trainer's own)."""
+        for scorer in {id(b.scorer): b.scorer for b in self.suite if b.scorer is not self.task_scorer}.values():
+            scorer.close()

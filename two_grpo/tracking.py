@@ -40,6 +40,9 @@ STEP_KEYS = (
     "budget/rollouts_total",
     "budget/tokens_generated_total",
     "budget/optimizer_steps",
+    "rollout/zero_adv_frac",
+    "rollout/zero_var_pred_batch_p",
+    "adv/abs_mean_nonzero",
 )
 PHASES = ("rollout", "reward", "logprob", "learner", "sync", "eval")
 
@@ -63,6 +66,13 @@ class Tracker:
         self._metrics.flush()
         if self._wandb is not None:
             self._wandb.log(metrics, step=int(metrics["step"]))
+
+    def log_eval(self, line: dict[str, Any]) -> None:
+        """One eval (evaluate.Evaluator): a line of eval.jsonl, and the same dict to wandb."""
+        with open(self.run_dir / "eval.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(line, sort_keys=True) + "\n")
+        if self._wandb is not None:
+            self._wandb.log(line, step=int(line["step"]))
 
     def dump_rollouts(self, step: int, rollouts: list[Rollout], prompts: dict[int, Prompt]) -> None:
         folder = self.run_dir / "rollouts"

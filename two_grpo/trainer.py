@@ -28,13 +28,15 @@ from two_grpo.config import Derived, TrainConfig, derive
 from two_grpo.console import ProgressView, print_header, print_summary
 from two_grpo.data_gate import gate_train_set
 from two_grpo.dist import init_dist
-from two_grpo.evaluate import evaluate
+from two_grpo.evaluate import Evaluator, load_benchmarks
+from two_grpo.final_model import save_final
 from two_grpo.guards import NonFiniteGuard, Preempted, PreemptionFlag, check_reward_failures
 from two_grpo.learner import make_learner
 from two_grpo.models import load_model, load_tokenizer, resolve_model_path
 from two_grpo.rewards import RewardScorer
 from two_grpo.rollout import Sampling, make_engine
 from two_grpo.sampler import PromptSampler
+from two_grpo.signal import predicted_zero_var_frac, signal_metrics
 from two_grpo.tasks import make_task
 from two_grpo.tracking import PHASES, Tracker
 
@@ -125,8 +127,10 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     task = make_task(cfg.task, tokenizer)
     train_set = task.train_prompts()
-    eval_set = task.eval_prompts(cfg.eval.prompts)
-    train_set, _ = gate_train_set(cfg.task, train_set, eval_set, getattr(task, "duplicates_removed", 0))
+    scorer = RewardScorer(task, cfg.task.reward_timeout_s, cfg.task.reward_workers)
+    suite = load_benchmarks(cfg, tokenizer, task, scorer)  # the held-out split and eval.benchmarks
+    eval_prompts = [p for bench in suite for p in bench.prompts]
+    train_set, _ = gate_train_set(cfg.task, train_set, eval_prompts, getattr(task, "duplicates_removed", 0))
     ckpts = CheckpointManager(run_dir, cfg.checkpoint.every_steps, cfg.checkpoint.keep_last)
     resume_from = prepare_resume(run_dir, ckpts, dist)
     derived = derive(cfg, len(train_set))
@@ -137,7 +141,6 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     model = load_model(model_path, cfg.model)
     engine = make_engine(cfg, model, tokenizer)
     learner = make_learner(cfg, model, engine.shares_learner_weights())
-    scorer = RewardScorer(task, cfg.task.reward_timeout_s, cfg.task.reward_workers)
     sampler = PromptSampler(len(train_set), cfg.prompts_per_rollout, cfg.seed)
     tracker = (
         Tracker(
@@ -151,6 +154,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         else mr.NullTracker()
     )
     timers, budget = Timers(), Budget(cfg)
+    evaluator = Evaluator(cfg, suite, tracker, scorer, dist)
     history: list[dict[str, Any]] = []
     view = (
         ProgressView(derived.total_steps, cfg.logger.progress, cfg.logger.print_every)
@@ -166,7 +170,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
             restore_state(state, resume_from, learner, engine, sampler, budget, timers, guard, dist)
         else:
             with timers.phase("eval"):
-                eval_start = run_eval(engine, scorer, eval_set, cfg)
+                eval_start = evaluator.run(engine, budget, timers)
             rollout_batch = 0
         saved_step = resume_from.step if resume_from is not None else -1
 
@@ -183,9 +187,9 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
                 guard=guard,
             )  # fmt: skip
             rollout_batch += 1
-            if cfg.eval.every_steps and budget.steps % cfg.eval.every_steps == 0 and history:
+            if evaluator.due(steps_before, budget.steps) and history and not budget.exhausted(sampler.epochs_done):
                 with timers.phase("eval"):
-                    history[-1].update(run_eval(engine, scorer, eval_set, cfg))
+                    history[-1].update(evaluator.run(engine, budget, timers))
             preempted = mr.stop_everywhere(preempt.requested, dist)  # every rank saves and stops together
             if ckpts.due(steps_before, budget.steps) or preempted:
                 checkpoint()
@@ -199,25 +203,20 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
                 f"{run_dir / 'checkpoints' / f'step_{saved_step}'}; run the same command again to resume"
             )
         with timers.phase("eval"):
-            eval_end = run_eval(engine, scorer, eval_set, cfg)
+            eval_end = evaluator.run(engine, budget, timers)
+        save_final(final_weights(learner, dist), model, tokenizer, model_path, run_dir, dist.is_main)
         summary = make_summary(history, eval_start, eval_end, budget, timers, sampler.epochs_done, learner)
         summary.update(mr.memory_summary(dist))
         tracker.write_json("summary.json", summary)
     finally:
         preempt.restore()
         view.close()
+        evaluator.close()
         tracker.close()
         scorer.close()
     if dist.is_main:
         print_summary(summary)
     return summary
-
-
-def run_eval(engine, scorer, eval_set: list[Prompt], cfg: TrainConfig) -> dict[str, float]:
-    def run_one(prompts: list[Prompt]) -> dict[str, float]:
-        return evaluate(engine, scorer, prompts, cfg.eval, cfg.rollout.max_response_tokens, seed=cfg.seed + 17)
-
-    return mr.sharded_eval(run_one, eval_set, init_dist())  # each rank scores a slice of the eval prompts
 
 
 def rollout_step(
@@ -274,6 +273,11 @@ def rollout_step(
         int(shared["rollout/reward_errors"]),
         cfg.task.max_failed_reward_frac,
     )
+    signal = signal_metrics(rollouts, zero_var, cfg.group_size)
+    if dist.active:  # every rank holds the same number of whole groups: the mean over ranks is the batch's
+        signal = dist.reduce_metrics(signal, "mean")
+        signal["rollout/zero_var_pred_batch_p"] = predicted_zero_var_frac(shared["rollout/solve_rate"], cfg.group_size)
+    shared.update(signal)
     keep = [r for r, z in zip(rollouts, zero_var.tolist()) if not (cfg.algo.drop_zero_var_groups and z)]
     minibatches = split_groups(keep, derived.updates_per_rollout_batch)
     batches = [collate(mb, engine.pad_id) if mb else None for mb in minibatches]
@@ -347,6 +351,12 @@ def make_summary(
     return out
 
 
+def final_weights(learner, dist) -> dict[str, torch.Tensor]:
+    """The learner's full weights on rank 0 (CPU copies), {} elsewhere. Collective under ZeRO-3 (each
+    parameter is gathered while it is copied)."""
+    return {n: t.detach().to("cpu", copy=True) for n, t in learner.named_weights() if dist.is_main}
+
+
 def prepare_resume(run_dir: Path, ckpts: CheckpointManager, dist):
     """Before anything is written: drop partial checkpoints, pick the latest complete one and cut the run's
     logs back to its step (the lines after it are produced again; rank 0 edits, every rank reads).
@@ -363,6 +373,7 @@ def prepare_resume(run_dir: Path, ckpts: CheckpointManager, dist):
     step = latest.step if latest is not None else 0
     truncate_jsonl(run_dir / "metrics.jsonl", step)
     truncate_jsonl(run_dir / "reward_failures.jsonl", step)
+    truncate_jsonl(run_dir / "eval.jsonl", step)
     for dump in (run_dir / "rollouts").glob("step_*.jsonl"):
         if int(dump.stem.split("_")[1]) > step:
             dump.unlink()

@@ -119,7 +119,8 @@ class MathTask:
         seen: set[str] = set()
         for n, row in enumerate(rows, 1):
             check_record(row, n, path, pf, af)
-            question, answer = str(row[pf]), str(row[af])
+            gold = row[af][0] if isinstance(row[af], list) and row[af] else row[af]  # OlympiadBench: a list
+            question, answer = str(row[pf]), str(gold)
             if self.cfg.answer_from_boxed:
                 answer = last_boxed(answer) or answer
             if question in seen:  # duplicate prompts would double-weight a problem

@@ -1,0 +1,35 @@
+"""Save the trained policy as a loadable model folder: `run_dir/final/` (safetensors + config + tokenizer).
+
+`two-grpo eval <run_dir>` and `model.path=<run_dir>/final` read it back. Checkpoints for resuming are a
+separate concern (run_dir/checkpoints/); this folder holds only the final weights.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+FINAL_DIR = "final"
+EXTRA_FILES = ("two_grpo_recipe.json",)  # builtin:tiny's tokenizer marker, read by models.load_tokenizer
+
+
+def save_final(
+    weights: dict[str, Any], model: Any, tokenizer: Any, source_path: str, run_dir: Path, write: bool = True
+) -> Path:
+    """Write `weights` (the learner's, name -> tensor; see trainer.final_weights) with `model`'s config, and the
+    tokenizer, into run_dir/final atomically (a .tmp folder renamed at the end). `write=False` on ranks > 0."""
+    final, tmp = run_dir / FINAL_DIR, run_dir / f".{FINAL_DIR}.tmp"
+    if not write:
+        return final
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    for name in EXTRA_FILES:
+        src = Path(source_path) / name
+        if src.is_file():
+            shutil.copy2(src, tmp / name)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final

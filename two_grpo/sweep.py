@@ -1,0 +1,237 @@
+"""`two-grpo sweep sweep=<preset> [KEY=VALUE ...]`: run a preset's members, each in its own OS process.
+
+    two-grpo sweep sweep=paper dry_run=true                  the plan: overrides, projected steps/rollouts/tokens
+    two-grpo sweep sweep=smoke                               4 configurations x 2 seeds on the embedded default
+    two-grpo sweep sweep=matched experiment=sweep_cpu seeds=[0,1,2]
+    two-grpo sweep sweep=group_size sweep.hold=rollouts      preset fields: sweep.<field>=VALUE
+    two-grpo sweep sweep=smoke parallel=2                    2 members at a time (hydra.sweeper.max_batch_size)
+    two-grpo sweep sweep=paper launcher=submitit_slurm hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=1
+
+Sweep keys: sweep, seeds, dry_run, dir (default sweeps/<preset>[-<variant>]), parallel, launcher
+(submitit_local | submitit_slurm), timeout_min, sweep.<preset field>, hydra.<...> (to the launcher). Every other
+KEY=VALUE is a `two-grpo train` override applied to every member. Members run through Hydra's multirun with the
+submitit launcher; finished members (summary.json) are skipped, unfinished ones rerun in the same dir.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from two_grpo.config import ConfigError
+from two_grpo.sweep_plan import Member, load_preset, plan_members, project
+
+SWEEP_KEYS = ("sweep", "seeds", "dry_run", "dir", "parallel", "launcher", "timeout_min")
+LAUNCHERS = ("submitit_local", "submitit_slurm")
+
+
+def parse_args(argv: list[str]) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
+    """argv -> (sweep keys, preset field overrides, hydra/launcher overrides, member overrides)."""
+    import yaml
+
+    keys: dict[str, Any] = {"sweep": "smoke", "dry_run": False, "parallel": 1, "launcher": "submitit_local"}
+    keys["timeout_min"] = 7 * 24 * 60
+    preset, hydra, members = [], [], []
+    for a in argv:
+        if "=" not in a:
+            raise ConfigError(f"argument {a!r} is not KEY=VALUE (see `two-grpo sweep --help`)")
+        k, v = a.split("=", 1)
+        if k in SWEEP_KEYS:
+            keys[k] = yaml.safe_load(v) if k not in ("sweep", "dir", "launcher") else v
+        elif k.startswith("sweep."):
+            preset.append(f"{k[len('sweep.') :]}={v}")
+        elif k.startswith("hydra."):
+            hydra.append(a)
+        else:
+            members.append(a)
+    if keys["launcher"] not in LAUNCHERS:
+        raise ConfigError(
+            f"launcher={keys['launcher']}: choose one of {', '.join(LAUNCHERS)} "
+            "(Hydra's basic launcher runs members inside one process, which real runs must not do)"
+        )
+    if not isinstance(keys["parallel"], int) or keys["parallel"] < 1:
+        raise ConfigError(f"parallel={keys['parallel']!r} must be an integer >= 1")
+    if "seeds" in keys and not (isinstance(keys["seeds"], list) and all(isinstance(s, int) for s in keys["seeds"])):
+        raise ConfigError(f"seeds={keys['seeds']!r} must be a list of integers, e.g. seeds=[0,1,2]")
+    return keys, preset, hydra, members
+
+
+def check_and_project(members: list[Member], assume_train_prompts: int) -> dict[str, dict[str, Any]]:
+    """Compose and validate every member's config (a bad one fails the sweep before anything runs) and
+    project its budget. Raises ConfigError naming the member."""
+    from two_grpo.cli import _is_config_exception, compose, format_config_error, to_train_config
+    from two_grpo.sweep_plan import count_train_prompts
+
+    out: dict[str, dict[str, Any]] = {}
+    counted: dict[str, tuple[int, str]] = {}
+    for m in members:
+        try:
+            typed = to_train_config(compose([*m.overrides, f"run_id={m.run_id}"]))
+        except ConfigError as exc:
+            raise ConfigError(f"member {m.run_id}: {exc}") from None
+        except Exception as exc:
+            if not _is_config_exception(exc):
+                raise
+            raise ConfigError(f"member {m.run_id}: {format_config_error(exc, m.overrides)}") from None
+        task_key = json.dumps([typed.task.name, asdict(typed.task.arith), asdict(typed.task.data)], sort_keys=True)
+        if task_key not in counted:
+            counted[task_key] = count_train_prompts(typed, assume_train_prompts)
+        n, how = counted[task_key]
+        proj = project(typed, n)
+        proj.update(train_prompts=n, train_prompts_source=how, group_size=typed.group_size)
+        out[m.run_id] = proj
+    return out
+
+
+def member_status(run_dir: Path) -> str:
+    from two_grpo.sweep_job import is_finished, running_pid
+
+    if is_finished(run_dir):
+        return "done"
+    if running_pid(run_dir) is not None:
+        return "running"
+    return "unfinished" if (run_dir / "metrics.jsonl").exists() else "new"
+
+
+def fmt_int(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v / 1e6:,.1f} M" if v >= 1e8 else f"{v:,}"
+
+
+def print_plan(preset_name: str, preset: Any, members: list[Member], proj: dict, sweep_dir: Path, cli: list[str]):
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, width=max(Console().width, 120))
+    base = next((m for m in members if m.name == preset.baseline), None)
+    base_r = proj[base.run_id]["rollouts"] if base else None
+    console.print(f"[bold]sweep {preset_name}[/]  {preset.description}")
+    console.print(f"dir: {sweep_dir}   overrides for every member: {' '.join(cli) or '(none)'}")
+    first = proj[members[0].run_id]
+    console.print(f"training prompts: {first['train_prompts']:,} ({first['train_prompts_source']})")
+    t = Table(show_lines=False)
+    for c in ("member", "seed", "status", "G", "opt. steps", "rollouts", "tokens <=", "rollouts vs base"):
+        t.add_column(c, justify="left" if c in ("member", "status") else "right")
+    for m in members:
+        p = proj[m.run_id]
+        ratio = f"{100 * p['rollouts'] / base_r:.1f}%" if base_r and p["rollouts"] is not None else "-"
+        t.add_row(
+            m.name,
+            str(m.seed),
+            member_status(sweep_dir / m.run_id),
+            str(p["group_size"]),
+            fmt_int(p["steps"]),
+            fmt_int(p["rollouts"]),
+            fmt_int(p["tokens_max"]),
+            ratio,
+        )
+    console.print(t)
+    console.print("members' train overrides (run id = <config>-s<seed>):")
+    shown: set[str] = set()
+    for m in members:
+        if m.config_id not in shown:
+            shown.add(m.config_id)
+            console.print(
+                f"  {m.config_id}: {' '.join(o for o in m.overrides if not o.startswith('seed='))}", soft_wrap=True
+            )
+
+
+def write_plan(sweep_dir: Path, preset_name: str, preset: Any, members: list[Member], proj: dict, argv: list[str]):
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for m in members:
+        run_dir = (sweep_dir / m.run_id).resolve()
+        command = ["two-grpo", "train", *m.overrides, f"run_id={m.run_id}", f"hydra.run.dir={run_dir}"]
+        rows.append({**asdict(m), "run_dir": str(run_dir), "command": command, "projected": proj[m.run_id]})
+    plan = {
+        "preset": preset_name,
+        "description": preset.description,
+        "baseline": preset.baseline,
+        "sweep_command": ["two-grpo", "sweep", *argv],
+        "members": rows,
+    }
+    tmp = sweep_dir / ".plan.json.tmp"
+    tmp.write_text(json.dumps(plan, indent=2))
+    tmp.replace(sweep_dir / "plan.json")
+    (sweep_dir / "commands.sh").write_text("\n".join(shlex.join(r["command"]) for r in rows) + "\n")
+    return sweep_dir / "plan.json"
+
+
+def launch(sweep_dir: Path, plan_path: Path, run_ids: list[str], keys: dict[str, Any], hydra: list[str]) -> list[dict]:
+    """Run `run_ids` through Hydra's multirun with the submitit launcher; returns each job's return value."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from two_grpo.cli import conf_dir
+    from two_grpo.sweep_job import JOB_CONFIG, register_job_config, run_member
+
+    register_job_config()
+    overrides = [
+        f"member={','.join(run_ids)}",
+        f"plan='{plan_path.resolve()}'",
+        f"hydra/launcher={keys['launcher']}",
+        f"hydra.sweeper.max_batch_size={keys['parallel']}",
+        f"hydra.sweep.dir='{sweep_dir.resolve()}'",
+        "hydra.sweep.subdir=${member}",
+        "hydra.output_subdir=null",
+        "hydra/job_logging=disabled",
+        f"hydra.launcher.timeout_min={keys['timeout_min']}",
+        f"hydra.launcher.submitit_folder='{(sweep_dir / '.submitit').resolve()}/%j'",
+        *hydra,
+    ]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="sweep"):
+        batches = GlobalHydra.instance().hydra.multirun(  # type: ignore[union-attr]
+            config_name=JOB_CONFIG, task_function=run_member, overrides=overrides
+        )
+    return [r.return_value for batch in batches for r in batch]
+
+
+def cmd_sweep(argv: list[str]) -> int:
+    from two_grpo.cli import conf_dir
+    from two_grpo.console import console
+
+    if "--help" in argv or "-h" in argv:
+        print(__doc__)
+        return 0
+    try:
+        keys, preset_ovr, hydra, cli = parse_args(argv)
+        preset = load_preset(conf_dir(), keys["sweep"], preset_ovr)
+        seeds = keys.get("seeds", preset.seeds)
+        members = plan_members(preset, cli, seeds)
+        if preset.baseline and preset.baseline not in {m.name for m in members}:
+            raise ConfigError(f"sweep preset {keys['sweep']}: baseline {preset.baseline!r} is not a member")
+        proj = check_and_project(members, preset.assume_train_prompts)
+    except ConfigError as exc:
+        print(f"two-grpo: error: {exc}", file=sys.stderr)
+        return 2
+    default_dir = f"sweeps/{keys['sweep']}" + (f"-{preset.variant}" if preset.variants and preset.variant else "")
+    sweep_dir = Path(str(keys.get("dir") or default_dir))
+    print_plan(keys["sweep"], preset, members, proj, sweep_dir, cli)
+    if keys["dry_run"]:
+        return 0
+    plan_path = write_plan(sweep_dir, keys["sweep"], preset, members, proj, argv)
+    status = {m.run_id: member_status(sweep_dir / m.run_id) for m in members}
+    todo = [m.run_id for m in members if status[m.run_id] in ("new", "unfinished")]
+    skipped = [r for r, s in status.items() if s == "done"]
+    running = [r for r, s in status.items() if s == "running"]
+    console.print(
+        f"{len(skipped)} finished (skipped), {len(running)} still running elsewhere (skipped), {len(todo)} to run"
+    )
+    results: list[dict] = []
+    if todo:
+        t0 = time.time()
+        results = launch(sweep_dir, plan_path, todo, keys, hydra)
+        console.print(f"ran {len(todo)} member(s) in {time.time() - t0:.0f}s")
+    failed = [r for r in results if r.get("rc") != 0]
+    for r in failed:
+        log = sweep_dir / r["run_id"] / "train.log"
+        console.print(f"[red]FAILED[/] {r['run_id']} rc={r.get('rc')} {r.get('error', '')}  log: {log}")
+    console.print(f"report: two-grpo report {sweep_dir}")
+    return 1 if failed or running else 0
