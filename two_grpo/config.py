@@ -87,6 +87,8 @@ class LearnerConfig:
     adam_eps: float = 1e-8
     weight_decay: float = 0.0
     threads: int = 0  # torch CPU threads; 0 = torch default
+    sort_by_length: bool = True  # micro-batches of rows with similar lengths (less padding); same gradient
+    skip_onpolicy_logprob: bool = True  # no old-logprob pass for a rollout batch's first (on-policy) mini-batch
 
 
 @dataclass

@@ -214,7 +214,11 @@ def rollout_step(
     batches = [collate(mb, engine.pad_id) if mb else None for mb in minibatches]
     with timers.phase("logprob"):
         if derived.updates_per_rollout_batch > 1:  # later mini-batches are off-policy: ratio vs the sampler
-            batches = [b.with_logprobs(old_logp=learner.logprobs(b)) if b is not None else None for b in batches]
+            onpolicy_first = cfg.learner.skip_onpolicy_logprob  # weights have not moved yet: ratio == 1 exactly
+            batches = [
+                b.with_logprobs(old_logp=learner.logprobs(b)) if b is not None and (u > 0 or not onpolicy_first) else b
+                for u, b in enumerate(batches)
+            ]
         if cfg.algo.kl_coef > 0:
             batches = [b.with_logprobs(ref_logp=learner.ref_logprobs(b)) if b is not None else None for b in batches]
     lines: list[dict[str, Any]] = []
