@@ -8,7 +8,8 @@ the per-repeat median step time (first optimizer steps are warm-up and not count
 `results.md` and `scaling.png` under --out and prints the Markdown.
 
 Sections:
-- compare   ours vs TRL GRPOTrainer vs the limit (bare generation + bare forward/backward/AdamW) per workload;
+- compare   ours vs TRL GRPOTrainer vs the limit (bare generation + bare forward/backward/AdamW) per workload
+            (--repeats, default 3; the other sections use max(2, repeats - 1) to fit in 15 minutes);
 - opt       before/after of each optimisation (learner.sort_by_length, learner.skip_onpolicy_logprob);
 - scaling   step time vs group_size at fixed rollouts per step, and vs rollouts per step at fixed group_size;
 - two_vs_16 paper-shaped 2-GRPO vs 16-GRPO scaled to CPU (same prompts per rollout batch, P/M = 2 vs 16).
@@ -69,6 +70,11 @@ def workload(base: dict[str, Any], args: argparse.Namespace, **over: Any) -> dic
         w["model"] = args.model_paths[w["model"]]
     w["extra"] = [f"rollout.backend={args.engine}"] + list(w.get("extra", []))
     return w
+
+
+def other_repeats(args: argparse.Namespace) -> int:
+    """Repeats of the sections other than `compare` (fewer, so `make bench` fits in 15 minutes)."""
+    return 1 if args.repeats == 1 else max(2, args.repeats - 1)
 
 
 def per_step_stats(r: dict[str, Any]) -> dict[str, float]:
@@ -152,11 +158,11 @@ def section_opt(args, log: Path) -> dict[str, Any]:
         before = workload(spec["base"], args, extra=[f"{spec['flag']}=false"])
         after = workload(spec["base"], args, extra=[f"{spec['flag']}=true"])
         reps: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
-        for rep in range(args.repeats):
+        for rep in range(other_repeats(args)):
             pair = [("before", before), ("after", after)]
             for label, w in pair if rep % 2 == 0 else pair[::-1]:
                 reps[label].append(run_job("ours", [w], log)[0])
-            print(f"  opt {name} rep {rep + 1}/{args.repeats}: done", flush=True)
+            print(f"  opt {name} rep {rep + 1}: done", flush=True)
         row: dict[str, Any] = {"workload": {k: spec["base"][k] for k in spec["base"]}}
         for label, rs in reps.items():
             row[label] = {
@@ -177,7 +183,7 @@ def section_scaling(args, log: Path) -> dict[str, Any]:
     by_rollouts = [workload(base, args, G=8, P=r // 8) for r in (32, 64, 256)]  # 128 is in by_group
     runs = by_group + by_rollouts
     reps = []
-    for rep in range(max(1, args.repeats - 1)):
+    for rep in range(other_repeats(args)):
         order = runs if rep % 2 == 0 else runs[::-1]
         res = run_job("ours", order, log)
         reps.append(res if rep % 2 == 0 else res[::-1])
@@ -238,10 +244,10 @@ def section_two_vs_16(args, log: Path) -> dict[str, Any]:
         "2-GRPO": workload(base, args, G=2, M=16, warmup=2, steps=2 * args.two_vs_16_batches),
     }
     reps: dict[str, list[dict[str, Any]]] = {k: [] for k in cfgs}
-    for rep in range(args.repeats):
+    for rep in range(other_repeats(args)):
         for name in list(cfgs) if rep % 2 == 0 else list(cfgs)[::-1]:
             reps[name].append(run_job("ours", [cfgs[name]], log)[0])
-        print(f"  2 vs 16 rep {rep + 1}/{args.repeats}: done", flush=True)
+        print(f"  2 vs 16 rep {rep + 1}: done", flush=True)
     out: dict[str, Any] = {}
     for name, rs in reps.items():
         per_batch = []
