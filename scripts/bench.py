@@ -88,6 +88,8 @@ def section_compare(args, log: Path, with_trl: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     kinds = ["ours", "trl", "limit"] if with_trl else ["ours", "limit"]
     for name, base in COMPARE.items():
+        if args.workloads and not any(name.startswith(k) for k in args.workloads.split(",")):
+            continue
         w = workload(base, args)
         reps: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         for rep in range(args.repeats):
@@ -377,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", default="hf", help="rollout.backend for our runs (TRL uses HF generate)")
     ap.add_argument("--sections", default="compare,opt,scaling,two_vs_16")
     ap.add_argument("--two-vs-16-batches", type=int, default=1, help="measured rollout batches per 2-vs-16 run")
+    ap.add_argument("--workloads", default="", help="compare only these workloads (name prefixes: tiny,small)")
     ap.add_argument("--no-trl", action="store_true", help="skip TRL (when the bench extra is not installed)")
     ap.add_argument("--quick", action="store_true", help="1 repeat, 2 steps: checks the script, not the numbers")
     args = ap.parse_args(argv)
