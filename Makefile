@@ -9,7 +9,7 @@ SWEEP  ?= smoke
 PYTEST := $(BIN)/python -m pytest
 
 .DEFAULT_GOAL := help
-.PHONY: help install train smoke test test-unit test-slow test-gpu lint format config tiny-model clean clean-runs sweep sweep-dry
+.PHONY: help install train smoke test test-unit test-slow test-gpu lint format config tiny-model clean clean-runs sweep sweep-dry bench
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -62,6 +62,11 @@ sweep-dry: install ## print a sweep preset's plan: members, overrides, projected
 
 tiny-model: install ## build the embedded default model (builtin:tiny) into the cache now
 	$(BIN)/two-grpo build-model
+
+bench: install ## ours vs TRL GRPOTrainer vs the hardware limit, scaling, 2 vs 16 (< 15 min on 2 CPUs) -> runs/bench/
+	@$(BIN)/python -c "import trl, matplotlib" 2>/dev/null || \
+		$(BIN)/pip install -q --disable-pip-version-check "torch==2.13.0" -e ".[dev,bench]"
+	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench.py $(ARGS)
 
 clean-runs: ## delete runs/
 	rm -rf runs

@@ -96,6 +96,8 @@ class LearnerConfig:
     offload_optimizer: bool = False  # DeepSpeed: optimizer state and step on the CPU (DeepSpeedCPUAdam)
     offload_params: bool = False  # DeepSpeed ZeRO-3: parameters live on the CPU between uses
     zero3_persistence_threshold: int = 100_000  # ZeRO-3: parameters with fewer elements stay unpartitioned
+    sort_by_length: bool = True  # micro-batches of rows with similar lengths (less padding); same gradient
+    skip_onpolicy_logprob: bool = True  # no old-logprob pass for a rollout batch's first (on-policy) mini-batch
 
 
 @dataclass

@@ -128,15 +128,23 @@ def gather_for_dump(rollouts: list[Rollout], dist: DistContext) -> list[Rollout]
     return [r for part in parts for r in part] if dist.is_main else []
 
 
-def attach_logprobs(learner: Any, batches: list[TrainBatch | None], old: bool, ref: bool, dist: DistContext):
-    """Add old/ref log-probs to each local mini-batch. With several ranks the learner is called for every
-    mini-batch, empty ones included, so that its collectives (ZeRO-3 forwards) line up across ranks."""
+def attach_logprobs(
+    learner: Any,
+    batches: list[TrainBatch | None],
+    old: bool,
+    ref: bool,
+    dist: DistContext,
+    skip_first_old: bool = False,
+):
+    """Add old/ref log-probs to each local mini-batch (old ones not to the first when `skip_first_old`: it is
+    on-policy). With several ranks the learner is called for every mini-batch, empty ones included, so that
+    its collectives (ZeRO-3 forwards) line up across ranks."""
     out = []
-    for b in batches:
+    for u, b in enumerate(batches):
         if b is None and not dist.active:
             out.append(None)
             continue
-        old_logp = learner.logprobs(b) if old else None
+        old_logp = learner.logprobs(b) if old and not (u == 0 and skip_first_old) else None
         ref_logp = learner.ref_logprobs(b) if ref else None
         out.append(b.with_logprobs(old_logp=old_logp, ref_logp=ref_logp) if b is not None else None)
     return out

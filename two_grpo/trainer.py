@@ -282,9 +282,15 @@ def rollout_step(
     minibatches = split_groups(keep, derived.updates_per_rollout_batch)
     batches = [collate(mb, engine.pad_id) if mb else None for mb in minibatches]
     with timers.phase("logprob"):
-        # later mini-batches are off-policy (ratio vs the sampler): old log-probs when U > 1
+        # later mini-batches are off-policy (ratio vs the sampler): old log-probs when U > 1; the first one is
+        # on-policy (weights have not moved yet, ratio == 1 exactly), so its pass is skipped when allowed
         batches = mr.attach_logprobs(
-            learner, batches, derived.updates_per_rollout_batch > 1, cfg.algo.kl_coef > 0, dist
+            learner,
+            batches,
+            derived.updates_per_rollout_batch > 1,
+            cfg.algo.kl_coef > 0,
+            dist,
+            skip_first_old=cfg.learner.skip_onpolicy_logprob,
         )
     lines: list[dict[str, Any]] = []
     for u, mb in enumerate(batches):

@@ -15,6 +15,7 @@ import torch
 
 from two_grpo.batch import TrainBatch
 from two_grpo.config import AlgoConfig, LearnerConfig
+from two_grpo.learner.micro import micro_batches
 from two_grpo.learner.step import forward_logprobs, micro_batch_loss, summarize
 
 
@@ -49,9 +50,8 @@ class TorchLearner:
     @torch.no_grad()
     def _logprobs(self, model: Any, batch: TrainBatch) -> torch.Tensor:
         out = torch.zeros_like(batch.loss_mask)
-        for start in range(0, len(batch), self.cfg.micro_rollouts):
-            idx = torch.arange(start, min(start + self.cfg.micro_rollouts, len(batch)))
-            logp, _ = forward_logprobs(model, batch.select(idx), self.temperature)
+        for idx, micro in micro_batches(batch, self.cfg.micro_rollouts, self.cfg.sort_by_length):
+            logp, _ = forward_logprobs(model, micro, self.temperature)
             out[idx, : logp.shape[1]] = logp
         return out
 
@@ -60,7 +60,7 @@ class TorchLearner:
         n_tok, n_seq = mb.n_tokens, float(len(mb))
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
-        for micro in mb.split_rows(self.cfg.micro_rollouts):
+        for _, micro in micro_batches(mb, self.cfg.micro_rollouts, self.cfg.sort_by_length):
             loss, metrics = micro_batch_loss(self.model, micro, self.algo, self.temperature, n_tok, n_seq)
             loss.backward()
             for key, value in metrics.items():

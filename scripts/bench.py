@@ -1,0 +1,449 @@
+"""`make bench`: our training step vs TRL's GRPOTrainer at equal work, vs the hardware limit, scaling, 2 vs 16.
+
+    python scripts/bench.py [--out runs/bench] [--repeats 3] [--threads 1] [--sections compare,limit,...] [--quick]
+
+Every measurement runs in its own process (scripts/bench_jobs.py) and the systems being compared run interleaved,
+in a rotated order per repeat, so a noisy neighbour hits both alike. Reported numbers are medians over repeats of
+the per-repeat median step time (first optimizer steps are warm-up and not counted). Writes `results.json`,
+`results.md` and `scaling.png` under --out and prints the Markdown.
+
+Sections:
+- compare   ours vs TRL GRPOTrainer vs the limit (bare generation + bare forward/backward/AdamW) per workload
+            (--repeats, default 3; the other sections use max(2, repeats - 1) to fit in 15 minutes);
+- opt       before/after of each optimisation (learner.sort_by_length, learner.skip_onpolicy_logprob);
+- scaling   step time vs group_size at fixed rollouts per step, and vs rollouts per step at fixed group_size;
+- two_vs_16 paper-shaped 2-GRPO vs 16-GRPO scaled to CPU (same prompts per rollout batch, P/M = 2 vs 16).
+The engine is whatever `rollout.backend` selects (`--engine`, default hf); TRL always uses HF generate (no vLLM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+# Workloads for the side-by-side comparison: P prompts x G rollouts per optimizer step, T max response tokens.
+COMPARE = {
+    "tiny (0.8M, builtin:tiny)": dict(model="builtin:tiny", P=16, G=8, T=12, micro=256),
+    "small (3.2M, random init)": dict(model="@h256l4", P=4, G=8, T=32, micro=256),
+}
+MODELS = {"@h256l4": (256, 4)}
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def run_job(kind: str, runs: list[dict[str, Any]], log: Path) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        job, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
+        job.write_text(json.dumps({"kind": kind, "runs": runs}))
+        with open(log, "a") as f:
+            f.write(f"\n=== {kind} {json.dumps(runs)}\n")
+            f.flush()
+            proc = subprocess.run(
+                [sys.executable, str(HERE / "bench_jobs.py"), str(job), str(out)], stdout=f, stderr=f, cwd=ROOT
+            )
+        if proc.returncode != 0:
+            raise SystemExit(f"bench: a {kind} job failed (exit {proc.returncode}); see {log}")
+        return json.loads(out.read_text())
+
+
+def workload(base: dict[str, Any], args: argparse.Namespace, **over: Any) -> dict[str, Any]:
+    w = dict(base)
+    w.update(over)
+    w.setdefault("M", w["P"])
+    w.update(threads=args.threads, lr=1e-4, seed=0, warmup=w.get("warmup", 1), steps=w.get("steps", args.steps))
+    if w["model"] in args.model_paths:
+        w["model"] = args.model_paths[w["model"]]
+    w["extra"] = [f"rollout.backend={args.engine}"] + list(w.get("extra", []))
+    return w
+
+
+def other_repeats(args: argparse.Namespace) -> int:
+    """Repeats of the sections other than `compare` (fewer, so `make bench` fits in 15 minutes)."""
+    return 1 if args.repeats == 1 else max(2, args.repeats - 1)
+
+
+def per_step_stats(r: dict[str, Any]) -> dict[str, float]:
+    step = median(r["step_s"])
+    tok = statistics.mean(r["gen_tokens"])
+    return {"step_s": step, "gen_tokens": tok, "tokens_per_s": tok / step}
+
+
+# ------------------------------------------------------------------------------------------------ compare + limit
+def section_compare(args, log: Path, with_trl: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    kinds = ["ours", "trl", "limit"] if with_trl else ["ours", "limit"]
+    for name, base in COMPARE.items():
+        if args.workloads and not any(name.startswith(k) for k in args.workloads.split(",")):
+            continue
+        w = workload(base, args)
+        reps: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+        for rep in range(args.repeats):
+            order = kinds[rep % len(kinds) :] + kinds[: rep % len(kinds)]
+            for kind in order:
+                reps[kind].append(run_job(kind, [w], log)[0])
+                print(f"  compare {name} rep {rep + 1}/{args.repeats} {kind}: done", flush=True)
+        out[name] = summarize_compare(w, reps)
+    return out
+
+
+def summarize_compare(w: dict[str, Any], reps: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    res: dict[str, Any] = {"workload": {k: w[k] for k in ("model", "P", "G", "T", "micro", "threads", "steps")}}
+    for kind in ("ours", "trl"):
+        if not reps.get(kind):
+            continue
+        stats = [per_step_stats(r) for r in reps[kind]]
+        phases = {p: median([median(r["phase_s"][p]) for r in reps[kind]]) for p in reps[kind][0]["phase_s"]}
+        gen_tok = median([s["gen_tokens"] for s in stats])
+        step = median([s["step_s"] for s in stats])
+        res[kind] = {
+            "step_s": step,
+            "step_s_per_repeat": [s["step_s"] for s in stats],
+            "gen_tokens_per_step": gen_tok,
+            "tokens_per_s": median([s["tokens_per_s"] for s in stats]),
+            "rollout_tokens_per_s": gen_tok / phases["rollout"],
+            "phase_s": phases,
+        }
+        learner_key = "learner" if kind == "ours" else "learner+rest"
+        res[kind]["learner_tokens_per_s"] = gen_tok / phases[learner_key]
+    lim = reps["limit"]
+    gen = median([median(r["gen_s"]) for r in lim])
+    learn = median([median(r["learn_s"]) for r in lim])
+    res["limit"] = {
+        "gen_s": gen,
+        "learn_s": learn,
+        "sum_s": gen + learn,
+        "gen_tokens_per_step": median([statistics.mean(r["gen_tokens"]) for r in lim]),
+    }
+    ours = res["ours"]
+    # per-token normalisation: the runs' sampled lengths differ a little (different RNG trajectories)
+    lim_per_tok = (gen + learn) / res["limit"]["gen_tokens_per_step"]
+    ours["overhead_vs_limit"] = (ours["step_s"] / ours["gen_tokens_per_step"]) / lim_per_tok - 1
+    share = {p: v / ours["step_s"] for p, v in ours["phase_s"].items()}
+    share["other"] = 1 - sum(share.values())
+    ours["phase_share"] = share
+    if "trl" in res:
+        res["speedup_vs_trl"] = ours["tokens_per_s"] / res["trl"]["tokens_per_s"]
+        res["trl"]["overhead_vs_limit"] = (res["trl"]["step_s"] / res["trl"]["gen_tokens_per_step"]) / lim_per_tok - 1
+    return res
+
+
+# ------------------------------------------------------------------------------------------------ optimisations
+OPTS = {
+    "learner.sort_by_length": dict(
+        base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=16), flag="learner.sort_by_length"
+    ),
+    "learner.skip_onpolicy_logprob": dict(
+        base=dict(model="builtin:tiny", P=32, M=16, G=4, T=12, micro=256, warmup=2, steps=4),
+        flag="learner.skip_onpolicy_logprob",
+    ),
+}
+
+
+def section_opt(args, log: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, spec in OPTS.items():
+        before = workload(spec["base"], args, extra=[f"{spec['flag']}=false"])
+        after = workload(spec["base"], args, extra=[f"{spec['flag']}=true"])
+        reps: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+        for rep in range(other_repeats(args)):
+            pair = [("before", before), ("after", after)]
+            for label, w in pair if rep % 2 == 0 else pair[::-1]:
+                reps[label].append(run_job("ours", [w], log)[0])
+            print(f"  opt {name} rep {rep + 1}: done", flush=True)
+        row: dict[str, Any] = {"workload": {k: spec["base"][k] for k in spec["base"]}}
+        for label, rs in reps.items():
+            row[label] = {
+                "step_s": median([median(r["step_s"]) for r in rs]),
+                "tokens_per_s": median([per_step_stats(r)["tokens_per_s"] for r in rs]),
+                "phase_s": {p: median([median(r["phase_s"][p]) for r in rs]) for p in rs[0]["phase_s"]},
+            }
+        row["speedup"] = row["after"]["tokens_per_s"] / row["before"]["tokens_per_s"]
+        out[name] = row
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ scaling
+def section_scaling(args, log: Path) -> dict[str, Any]:
+    base = dict(model="builtin:tiny", T=12, micro=256, steps=max(2, args.steps - 1))
+    fixed_rollouts = 128
+    by_group = [workload(base, args, G=g, P=fixed_rollouts // g) for g in (2, 4, 8, 16)]
+    by_rollouts = [workload(base, args, G=8, P=r // 8) for r in (32, 64, 256)]  # 128 is in by_group
+    runs = by_group + by_rollouts
+    reps = []
+    for rep in range(other_repeats(args)):
+        order = runs if rep % 2 == 0 else runs[::-1]
+        res = run_job("ours", order, log)
+        reps.append(res if rep % 2 == 0 else res[::-1])
+        print(f"  scaling rep {rep + 1}: done", flush=True)
+    rows = []
+    for i, w in enumerate(runs):
+        rs = [rep[i] for rep in reps]
+        rows.append(
+            {
+                "group_size": w["G"],
+                "prompts": w["P"],
+                "rollouts": w["P"] * w["G"],
+                "step_s": median([median(r["step_s"]) for r in rs]),
+                "gen_tokens": median([statistics.mean(r["gen_tokens"]) for r in rs]),
+                "phase_s": {p: median([median(r["phase_s"][p]) for r in rs]) for p in rs[0]["phase_s"]},
+            }
+        )
+    return {"by_group_size": rows[:4], "by_rollouts": sorted(rows[4:] + [rows[2]], key=lambda r: r["rollouts"])}
+
+
+def plot_scaling(scaling: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
+    g = scaling["by_group_size"]
+    a.plot([r["group_size"] for r in g], [r["step_s"] for r in g], "o-", label="step")
+    a.plot([r["group_size"] for r in g], [r["phase_s"]["rollout"] for r in g], "s--", label="rollout")
+    a.plot([r["group_size"] for r in g], [r["phase_s"]["learner"] for r in g], "^--", label="learner")
+    a.set_xscale("log", base=2)
+    a.set_xlabel(f"group_size (fixed {g[0]['rollouts']} rollouts/step)")
+    a.set_ylabel("seconds")
+    a.set_ylim(bottom=0)
+    a.legend()
+    r = scaling["by_rollouts"]
+    b.plot([x["rollouts"] for x in r], [x["step_s"] for x in r], "o-", label="step")
+    b.plot([x["rollouts"] for x in r], [x["phase_s"]["rollout"] for x in r], "s--", label="rollout")
+    b.plot([x["rollouts"] for x in r], [x["phase_s"]["learner"] for x in r], "^--", label="learner")
+    b.set_xscale("log", base=2)
+    b.set_yscale("log")
+    b.set_xlabel("rollouts per step (group_size 8)")
+    b.legend()
+    fig.suptitle("two-grpo step time, builtin:tiny, HF engine, CPU (noisy shared machine)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+# ------------------------------------------------------------------------------------------------ 2 vs 16
+def section_two_vs_16(args, log: Path) -> dict[str, Any]:
+    """Paper §3 scaled to CPU: P=32 prompts per rollout batch; 16-GRPO G=16, M=2 (P/M=16 steps per batch, as
+    512/32); 2-GRPO G=2, M=16 (P/M=2, as 512/256). Both see the same prompts (matched epochs); one warm-up rollout
+    batch, then one measured rollout batch."""
+    base = dict(model="builtin:tiny", T=12, micro=256, P=32)
+    cfgs = {
+        "16-GRPO": workload(base, args, G=16, M=2, warmup=16, steps=16 * args.two_vs_16_batches),
+        "2-GRPO": workload(base, args, G=2, M=16, warmup=2, steps=2 * args.two_vs_16_batches),
+    }
+    reps: dict[str, list[dict[str, Any]]] = {k: [] for k in cfgs}
+    for rep in range(other_repeats(args)):
+        for name in list(cfgs) if rep % 2 == 0 else list(cfgs)[::-1]:
+            reps[name].append(run_job("ours", [cfgs[name]], log)[0])
+        print(f"  2 vs 16 rep {rep + 1}: done", flush=True)
+    out: dict[str, Any] = {}
+    for name, rs in reps.items():
+        per_batch = []
+        for r in rs:  # seconds per rollout batch, by phase
+            n = r["rollout_batches"]
+            phase = {p: sum(v) / n for p, v in r["phase_s"].items()}
+            phase["total"] = sum(r["step_s"]) / n
+            per_batch.append(phase)
+        out[name] = {p: median([x[p] for x in per_batch]) for p in per_batch[0]}
+        out[name]["gen_tokens_per_batch"] = median([sum(r["gen_tokens"]) / r["rollout_batches"] for r in rs])
+    out["fraction"] = {p: out["2-GRPO"][p] / out["16-GRPO"][p] for p in out["2-GRPO"] if out["16-GRPO"][p] > 1e-4}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ report
+def fmt(x: float, nd: int = 3) -> str:
+    return f"{x:.{nd}f}"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    m = res["meta"]
+    lines = [
+        "## Benchmark results",
+        "",
+        f"Command: `{m['command']}`  ",
+        f"Machine: {m['machine']}; torch threads {m['threads']}; engine `{m['engine']}`; trl {m.get('trl', '-')}; "
+        f"{m['repeats']} repeats, interleaved; medians. Timings on a shared machine are noisy: compare ratios within "
+        "one run only.",
+        "",
+    ]
+    if "compare" in res:
+        lines += [
+            "### Ours vs TRL GRPOTrainer vs the limit (equal work)",
+            "",
+            "| workload | system | step s (median) | gen tokens/step | tokens/s (step) | rollout tok/s | "
+            "learner tok/s | over limit | speed-up vs TRL |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, r in res["compare"].items():
+            for kind in ("ours", "trl"):
+                if kind not in r:
+                    continue
+                x = r[kind]
+                sp = fmt(r["speedup_vs_trl"], 2) + "x" if kind == "ours" and "speedup_vs_trl" in r else ""
+                lines.append(
+                    f"| {name} P={r['workload']['P']} G={r['workload']['G']} T={r['workload']['T']} | {kind} | "
+                    f"{fmt(x['step_s'])} | {x['gen_tokens_per_step']:.0f} | {x['tokens_per_s']:.0f} | "
+                    f"{x['rollout_tokens_per_s']:.0f} | {x['learner_tokens_per_s']:.0f} | "
+                    f"{100 * x['overhead_vs_limit']:+.1f}% | {sp} |"
+                )
+            lim = r["limit"]
+            lines.append(
+                f"| {name} | limit (gen {fmt(lim['gen_s'])} + fwd/bwd/AdamW {fmt(lim['learn_s'])}) | "
+                f"{fmt(lim['sum_s'])} | {lim['gen_tokens_per_step']:.0f} | "
+                f"{lim['gen_tokens_per_step'] / lim['sum_s']:.0f} | "
+                f"{lim['gen_tokens_per_step'] / lim['gen_s']:.0f} | {lim['gen_tokens_per_step'] / lim['learn_s']:.0f} "
+                "| 0 | |"
+            )
+        lines += ["", "Our time share per phase (of the median step):", ""]
+        lines += ["| workload | rollout | reward | logprob | learner | sync | other |", "|---|---|---|---|---|---|---|"]
+        for name, r in res["compare"].items():
+            s = r["ours"]["phase_share"]
+            cols = " | ".join(f"{100 * s.get(p, 0):.1f}%" for p in ("rollout", "reward", "logprob", "learner", "sync"))
+            lines.append(f"| {name} | {cols} | {100 * s['other']:.1f}% |")
+        lines.append("")
+    if "opt" in res:
+        lines += [
+            "### Optimisations, before / after (same run, interleaved)",
+            "",
+            "| change | workload | step s before | step s after | tokens/s speed-up |",
+            "|---|---|---|---|---|",
+        ]
+        for name, r in res["opt"].items():
+            wl = " ".join(f"{k}={v}" for k, v in r["workload"].items() if k != "model")
+            lines.append(
+                f"| `{name}` | {wl} | {fmt(r['before']['step_s'])} | {fmt(r['after']['step_s'])} | "
+                f"{fmt(r['speedup'], 2)}x |"
+            )
+        lines.append("")
+    if "scaling" in res:
+        lines += [
+            "### Scaling (ours, builtin:tiny)",
+            "",
+            "| group_size | prompts | rollouts/step | gen tokens/step | step s | rollout s | learner s | s per 1k tokens |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        rows = res["scaling"]["by_group_size"] + [
+            r for r in res["scaling"]["by_rollouts"] if r not in res["scaling"]["by_group_size"]
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['group_size']} | {r['prompts']} | {r['rollouts']} | {r['gen_tokens']:.0f} | {fmt(r['step_s'])} "
+                f"| {fmt(r['phase_s']['rollout'])} | {fmt(r['phase_s']['learner'])} | "
+                f"{1000 * r['step_s'] / r['gen_tokens']:.2f} |"
+            )
+        lines += ["", "Plot: `scaling.png`.", ""]
+    if "two_vs_16" in res:
+        t = res["two_vs_16"]
+        phases = [p for p in ("rollout", "reward", "logprob", "learner", "sync", "total") if p in t["16-GRPO"]]
+        lines += [
+            "### 2-GRPO vs 16-GRPO (paper shape scaled to CPU: 32 prompts per rollout batch; M=16 vs M=2)",
+            "",
+            "| seconds per rollout batch | " + " | ".join(phases) + " | gen tokens |",
+            "|---" * (len(phases) + 2) + "|",
+        ]
+        for name in ("16-GRPO", "2-GRPO"):
+            lines.append(
+                f"| {name} | "
+                + " | ".join(fmt(t[name][p]) for p in phases)
+                + f" | {t[name]['gen_tokens_per_batch']:.0f} |"
+            )
+        lines.append(
+            "| 2-GRPO / 16-GRPO | "
+            + " | ".join(f"{100 * t['fraction'][p]:.1f}%" if p in t["fraction"] else "-" for p in phases)
+            + f" | {100 * t['2-GRPO']['gen_tokens_per_batch'] / t['16-GRPO']['gen_tokens_per_batch']:.1f}% |"
+        )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="runs/bench")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=4, help="measured optimizer steps per run (after 1 warm-up)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads, the same for every system")
+    ap.add_argument("--engine", default="hf", help="rollout.backend for our runs (TRL uses HF generate)")
+    ap.add_argument("--sections", default="compare,opt,scaling,two_vs_16")
+    ap.add_argument("--two-vs-16-batches", type=int, default=1, help="measured rollout batches per 2-vs-16 run")
+    ap.add_argument("--workloads", default="", help="compare only these workloads (name prefixes: tiny,small)")
+    ap.add_argument("--no-trl", action="store_true", help="skip TRL (when the bench extra is not installed)")
+    ap.add_argument("--quick", action="store_true", help="1 repeat, 2 steps: checks the script, not the numbers")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.repeats, args.steps = 1, 2
+    if args.repeats < 1 or args.steps < 1 or args.threads < 1:
+        print("bench: --repeats, --steps and --threads must be >= 1", file=sys.stderr)
+        return 2
+    with_trl = not args.no_trl
+    trl_version = None
+    if with_trl:
+        try:
+            from importlib.metadata import version
+
+            trl_version = version("trl")
+        except Exception:
+            print('bench: trl is not installed; `pip install "torch==2.13.0" -e ".[dev,bench]"` or pass --no-trl')
+            return 2
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    bad = set(sections) - {"compare", "opt", "scaling", "two_vs_16"}
+    if bad:
+        print(f"bench: unknown section(s) {sorted(bad)}; choose from compare, opt, scaling, two_vs_16", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "bench.log"
+    log.write_text("")
+    from bench_jobs import build_random_qwen2
+
+    cache = Path(os.environ.get("TWO_GRPO_CACHE") or Path.home() / ".cache" / "two_grpo")
+    cache.mkdir(parents=True, exist_ok=True)
+    args.model_paths = {
+        k: str(build_random_qwen2(cache / f"bench-qwen2-{k[1:]}", h, n)) for k, (h, n) in MODELS.items()
+    }
+    t0 = time.time()
+    res: dict[str, Any] = {
+        "meta": {
+            "command": "python scripts/bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.python_implementation()} "
+            f"{platform.python_version()}",
+            "threads": args.threads,
+            "engine": args.engine,
+            "trl": trl_version,
+            "repeats": args.repeats,
+            "steps": args.steps,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        }
+    }
+    if "compare" in sections:
+        res["compare"] = section_compare(args, log, with_trl)
+    if "opt" in sections:
+        res["opt"] = section_opt(args, log)
+    if "scaling" in sections:
+        res["scaling"] = section_scaling(args, log)
+        plot_scaling(res["scaling"], out / "scaling.png")
+    if "two_vs_16" in sections:
+        res["two_vs_16"] = section_two_vs_16(args, log)
+    res["meta"]["wall_s"] = time.time() - t0
+    (out / "results.json").write_text(json.dumps(res, indent=2))
+    md = markdown(res) + f"\nTotal bench wall-clock: {res['meta']['wall_s']:.0f} s.\n"
+    (out / "results.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
