@@ -23,12 +23,12 @@ from omegaconf import OmegaConf
 from two_grpo.algo.advantages import compute_advantages
 from two_grpo.batch import Prompt, Rollout, collate, split_groups
 from two_grpo.config import Derived, TrainConfig, derive
-from two_grpo.console import ProgressView, print_header, print_summary
+from two_grpo.console import ProgressView, print_engine, print_header, print_summary
 from two_grpo.evaluate import evaluate
 from two_grpo.learner import make_learner
 from two_grpo.models import load_model, load_tokenizer, resolve_model_path
 from two_grpo.rewards import RewardScorer
-from two_grpo.rollout import Sampling, make_engine
+from two_grpo.rollout import Sampling, engine_report, make_engine
 from two_grpo.sampler import PromptSampler
 from two_grpo.tasks import make_task
 from two_grpo.tracking import PHASES, Tracker
@@ -124,7 +124,9 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     print_header(str(run_dir), model_path, derived.as_dict(), cfg)
 
     model = load_model(model_path, cfg.model)
-    engine = make_engine(cfg, model, tokenizer)
+    engine = make_engine(cfg, model, tokenizer, model_path)
+    engine_info = engine_report(engine, cfg)
+    print_engine(engine_info)
     learner = make_learner(cfg, model)
     scorer = RewardScorer(task, cfg.task.reward_timeout_s, cfg.task.reward_workers)
     sampler = PromptSampler(len(train_set), cfg.prompts_per_rollout, cfg.seed)
@@ -150,6 +152,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         with timers.phase("eval"):
             eval_end = run_eval(engine, scorer, eval_set, cfg)
         summary = make_summary(history, eval_start, eval_end, budget, timers, sampler.epochs_done, learner)
+        summary.update(engine_info)
         tracker.write_json("summary.json", summary)
     finally:
         view.close()

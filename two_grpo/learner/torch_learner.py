@@ -14,7 +14,7 @@ import torch
 
 from two_grpo.batch import TrainBatch
 from two_grpo.config import AlgoConfig, LearnerConfig
-from two_grpo.learner.step import forward_logprobs, micro_batch_loss, summarize
+from two_grpo.learner.step import accumulate, forward_logprobs, micro_batch_loss, summarize
 
 
 class TorchLearner:
@@ -62,8 +62,7 @@ class TorchLearner:
         for micro in mb.split_rows(self.cfg.micro_rollouts):
             loss, metrics = micro_batch_loss(self.model, micro, self.algo, self.temperature, n_tok, n_seq)
             loss.backward()
-            for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
+            accumulate(sums, metrics)
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
         lr = self.scheduler.get_last_lr()[0]
