@@ -6,19 +6,21 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 EXP    ?= paper_2grpo
 PYTEST := $(BIN)/python -m pytest
+VLLM   ?= auto
 
 .DEFAULT_GOAL := help
-.PHONY: help install train smoke test test-unit test-slow test-gpu lint format config tiny-model clean clean-runs
+.PHONY: help install train smoke test test-unit test-slow test-gpu lint format config tiny-model clean clean-runs bench-rollout
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/install_vllm.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check "torch==2.13.0" -e ".[dev]"
+	bash scripts/install_vllm.sh $(VENV) $(VLLM)
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install two-grpo (editable) with dev tools; CPU torch 2.13.0 first
+install: $(STAMP) ## create .venv and install two-grpo (editable) with dev tools; CPU torch 2.13.0 first; vLLM per VLLM=auto|cpu|gpu|none
 
 train: install ## run `two-grpo train` on the embedded default (add overrides with ARGS="group_size=2 lr=8e-6")
 	$(BIN)/two-grpo train $(ARGS)
@@ -51,6 +53,9 @@ config: install ## print the composed config of EXP (default paper_2grpo)
 
 tiny-model: install ## build the embedded default model (builtin:tiny) into the cache now
 	$(BIN)/two-grpo build-model
+
+bench-rollout: install ## tokens/s of in-loop vLLM, standalone vLLM and HF generate on the same prompts (ARGS for options)
+	$(BIN)/python scripts/bench_rollout.py $(ARGS)
 
 clean-runs: ## delete runs/
 	rm -rf runs
