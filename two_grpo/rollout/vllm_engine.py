@@ -19,6 +19,7 @@ serving unless OMP_NUM_THREADS is set (set to the current count, so the learner 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -90,9 +91,8 @@ def engine_kwargs(
 
 def _checkpoint_name(name: str) -> str:
     """Learner parameter name -> HF checkpoint name (drop DDP/DeepSpeed/compile wrappers)."""
-    for prefix in ("module.", "_orig_mod."):
-        while name.startswith(prefix):
-            name = name[len(prefix) :]
+    while name.startswith(("module.", "_orig_mod.")):
+        name = name.split(".", 1)[1]
     return name
 
 
@@ -141,6 +141,9 @@ class VLLMEngine:
         from vllm import LLM, SamplingParams
 
         self._sampling_params = SamplingParams
+        # every push logs "RotaryEmbedding / ParallelLMHead: Failed to load weights": expected (rotary has no
+        # weights; the tied lm_head is refreshed by _refresh_tied_lm_head), so keep those lines out of the run log
+        logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").setLevel(logging.ERROR)
         self.t_import_s = time.perf_counter() - t0
         try:
             self.llm = LLM(**kwargs)
