@@ -138,6 +138,7 @@ class VLLMEngine:
         kwargs = engine_kwargs(model_path, cfg, model_dtype, seed, self.max_model_len, max_num_seqs)
         self.dtype = DTYPES[kwargs["dtype"]]
         set_threads, rng = torch.set_num_threads, torch.get_rng_state()
+        env_before = {k: os.environ.get(k) for k in ("LD_PRELOAD", "LOCAL_WORLD_SIZE")}
         from vllm import LLM, SamplingParams
 
         self._sampling_params = SamplingParams
@@ -150,6 +151,11 @@ class VLLMEngine:
         finally:
             torch.set_num_threads = set_threads  # the CPU worker replaced it with a no-op
             torch.set_rng_state(rng)  # LLM(seed=...) reseeded the global RNG
+            for key, value in env_before.items():  # set for vLLM's own worker processes; not ours to keep (the
+                if value is None:  # reward workers would inherit LD_PRELOAD, a DeepSpeed learner LOCAL_WORLD_SIZE)
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         self.t_build_s = time.perf_counter() - t0 - self.t_import_s
         self.sleep_enabled = bool(kwargs.get("enable_sleep_mode"))
         self.asleep = False
