@@ -7,19 +7,21 @@ ARGS   ?=
 EXP    ?= paper_2grpo
 SWEEP  ?= smoke
 PYTEST := $(BIN)/python -m pytest
+VLLM   ?= auto
 
 .DEFAULT_GOAL := help
-.PHONY: help install train smoke test test-unit test-slow test-gpu lint format config tiny-model clean clean-runs sweep sweep-dry bench
+.PHONY: help install train smoke test test-unit test-slow test-gpu lint format config tiny-model clean clean-runs sweep sweep-dry bench bench-rollout
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/install_vllm.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check "torch==2.13.0" -e ".[dev]"
+	bash scripts/install_vllm.sh $(VENV) $(VLLM)
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install two-grpo (editable) with dev tools; CPU torch 2.13.0 first
+install: $(STAMP) ## create .venv and install two-grpo (editable) with dev tools; CPU torch 2.13.0 first; vLLM per VLLM=auto|cpu|gpu|none
 
 train: install ## run `two-grpo train` on the embedded default (add overrides with ARGS="group_size=2 lr=8e-6")
 	$(BIN)/two-grpo train $(ARGS)
@@ -67,6 +69,9 @@ bench: install ## ours vs TRL GRPOTrainer vs the hardware limit, scaling, 2 vs 1
 	@$(BIN)/python -c "import trl, matplotlib" 2>/dev/null || \
 		$(BIN)/pip install -q --disable-pip-version-check "torch==2.13.0" -e ".[dev,bench]"
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench.py $(ARGS)
+
+bench-rollout: install ## tokens/s of in-loop vLLM, standalone vLLM and HF generate on the same prompts (ARGS for options)
+	$(BIN)/python scripts/bench_rollout.py $(ARGS)
 
 clean-runs: ## delete runs/
 	rm -rf runs

@@ -47,6 +47,7 @@ class TrainBatch:
     group_ids: torch.Tensor  # [R] int64
     old_logp: torch.Tensor | None = None  # [R, L-1] float32, policy that sampled
     ref_logp: torch.Tensor | None = None  # [R, L-1] float32, reference policy
+    behav_logp: torch.Tensor | None = None  # [R, L-1] float32, the rollout engine's own sampling log-probs
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -71,6 +72,7 @@ class TrainBatch:
             group_ids=self.group_ids[idx],
             old_logp=take(self.old_logp, length - 1),
             ref_logp=take(self.ref_logp, length - 1),
+            behav_logp=take(self.behav_logp, length - 1),
         )
 
     def split_rows(self, rows_per_chunk: int) -> list[TrainBatch]:
@@ -105,7 +107,19 @@ def collate(rollouts: list[Rollout], pad_id: int) -> TrainBatch:
         loss_mask=loss_mask,
         adv=torch.tensor([r.advantage for r in rollouts], dtype=torch.float32),
         group_ids=torch.tensor([r.group_id for r in rollouts], dtype=torch.long),
+        behav_logp=engine_logprobs(rollouts, loss_mask),
     )
+
+
+def engine_logprobs(rollouts: list[Rollout], loss_mask: torch.Tensor) -> torch.Tensor | None:
+    """[R, L-1] sampling log-probs reported by the engine, aligned with `loss_mask`; None unless all have them."""
+    if not rollouts or any(r.sample_logprobs is None for r in rollouts):
+        return None
+    out = torch.zeros_like(loss_mask)
+    for i, r in enumerate(rollouts):
+        start = len(r.prompt_token_ids) - 1
+        out[i, start : start + len(r.token_ids)] = torch.tensor(r.sample_logprobs, dtype=torch.float32)
+    return out
 
 
 def split_groups(rollouts: list[Rollout], n_chunks: int) -> list[list[Rollout]]:

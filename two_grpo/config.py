@@ -70,13 +70,24 @@ class TaskConfig:
 
 @dataclass
 class RolloutConfig:
-    backend: str = "hf"  # hf (transformers generate; the fallback engine where vLLM is absent)
+    backend: str = "auto"  # auto (vllm when importable, else hf) | vllm | hf (transformers generate, the fallback)
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0  # 0 = off
     max_response_tokens: int = 12
     max_prompt_tokens: int = 512
     gen_rollouts_per_call: int = 512  # HF engine: generate at most this many rollouts per generate() call
+    # vLLM engine (rollout/vllm_engine.py); see the README's "Rollouts on vLLM"
+    dtype: str = "auto"  # auto (= model.dtype) | float32 | bfloat16 | float16: the engine's weights
+    kv_cache_gb: float = 0.25  # KV cache size; 0 = vLLM sizes it from gpu_memory_utilization (GPU only)
+    gpu_memory_utilization: float = 0.3  # share of the GPU vLLM may take (the learner shares the card)
+    max_num_seqs: int = 0  # sequences decoded together; 0 = every rollout of a rollout batch (P*G, >= 256)
+    max_num_batched_tokens: int = 8192  # tokens per engine step (prefill chunking)
+    enforce_eager: bool = True  # False = torch.compile / CUDA graphs (long start-up, faster steps on GPU)
+    enable_sleep: bool = False  # GPU: free KV cache + offload weights while the learner runs
+    sleep_level: int = 1  # 1 = offload weights to host, drop KV cache
+    tensor_parallel_size: int = 1  # >1: run under torchrun; each rank hosts its shard (external launcher)
+    cache_dir: str = ""  # vLLM + inductor caches; "" -> <project cache>/vllm ($TWO_GRPO_CACHE or ~/.cache/two_grpo)
 
 
 @dataclass
@@ -113,6 +124,9 @@ class AlgoConfig:
     kl_coef: float = 0.0
     kl_estimator: str = "k3"  # k1 | k3
     entropy_coef: float = 0.0
+    # rollout engines that report sampling log-probs (vllm): which log-probs are the behaviour policy
+    old_logp_source: str = "learner"  # learner (recomputed) | engine (the sampler's own log-probs in the ratio)
+    tis_cap: float = 0.0  # > 0: weight token losses by min(pi_learner_old / pi_engine, tis_cap) (truncated IS)
 
 
 @dataclass
@@ -191,12 +205,14 @@ class TrainConfig:
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("float32", "bfloat16", "float16"),
     "task.name": ("toy_arith", "math"),
-    "rollout.backend": ("hf",),
+    "rollout.backend": ("auto", "hf", "vllm"),
+    "rollout.dtype": ("auto", "float32", "bfloat16", "float16"),
     "learner.backend": ("torch", "deepspeed"),
     "algo.advantage": ("grpo", "dr_grpo", "batch_std", "sign", "rloo"),
     "algo.adv_std": ("population", "sample"),
     "algo.loss_agg": ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum"),
     "algo.kl_estimator": ("k1", "k3"),
+    "algo.old_logp_source": ("learner", "engine"),
     "logger.backend": ("jsonl", "wandb"),
     "task.data.overlap": ("report", "drop", "refuse"),
 }
@@ -321,5 +337,14 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"learner.zero_stage={lc.zero_stage} must be 1, 2 or 3 with learner.backend=deepspeed")
     if lc.offload_params and not (lc.backend == "deepspeed" and lc.zero_stage == 3):
         raise ConfigError("learner.offload_params=true needs learner=zero3 (ZeRO-3 partitions parameters)")
+    if cfg.algo.tis_cap < 0:
+        raise ConfigError(f"algo.tis_cap={cfg.algo.tis_cap} must be >= 0 (0 = off; 2 is a common cap)")
+    r = cfg.rollout
+    if r.tensor_parallel_size < 1 or not (0 < r.gpu_memory_utilization <= 1) or r.kv_cache_gb < 0 or r.max_num_seqs < 0:
+        raise ConfigError(
+            "rollout: need tensor_parallel_size >= 1, 0 < gpu_memory_utilization <= 1, kv_cache_gb >= 0, "
+            f"max_num_seqs >= 0 (got {r.tensor_parallel_size}, {r.gpu_memory_utilization}, {r.kv_cache_gb}, "
+            f"{r.max_num_seqs})"
+        )
     if cfg.eval.samples_per_prompt < 1:
         raise ConfigError(f"eval.samples_per_prompt={cfg.eval.samples_per_prompt} must be >= 1")

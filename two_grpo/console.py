@@ -54,6 +54,19 @@ def print_header(run_dir: str, model: str, derived: dict[str, Any], cfg: Any) ->
     console.print("derived: " + "  ".join(f"{k}={v}" for k, v in derived.items()))
 
 
+def print_engine(info: dict[str, Any]) -> None:
+    """One line: the rollout engine that runs (auto resolved) and its start-up time, apart from step times."""
+    parts = [
+        f"{k.removeprefix('time/engine_').removesuffix('_s')} {v:.1f}s"
+        for k, v in info.items()
+        if k.startswith("time/")
+    ]
+    console.print(
+        f"rollout engine {info['rollout_backend']} (rollout.backend={info['rollout_backend_requested']})  "
+        + "  ".join(parts)
+    )
+
+
 def print_summary(s: dict[str, Any]) -> None:
     t = Table(title="run summary", show_header=True)
     t.add_column("metric")

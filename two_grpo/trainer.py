@@ -25,7 +25,7 @@ from two_grpo import multirank as mr
 from two_grpo.batch import Prompt, Rollout, collate, split_groups
 from two_grpo.checkpoint import CheckpointManager, set_rng_state
 from two_grpo.config import Derived, TrainConfig, derive
-from two_grpo.console import ProgressView, print_header, print_summary
+from two_grpo.console import ProgressView, print_engine, print_header, print_summary
 from two_grpo.data_gate import gate_train_set
 from two_grpo.dist import init_dist
 from two_grpo.evaluate import Evaluator, load_benchmarks
@@ -34,7 +34,7 @@ from two_grpo.guards import NonFiniteGuard, Preempted, PreemptionFlag, check_rew
 from two_grpo.learner import make_learner
 from two_grpo.models import load_model, load_tokenizer, resolve_model_path
 from two_grpo.rewards import RewardScorer
-from two_grpo.rollout import Sampling, make_engine
+from two_grpo.rollout import Sampling, engine_report, make_engine
 from two_grpo.sampler import PromptSampler
 from two_grpo.signal import predicted_zero_var_frac, signal_metrics
 from two_grpo.tasks import make_task
@@ -139,7 +139,10 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         print_header(str(run_dir), model_path, derived.as_dict(), cfg)
 
     model = load_model(model_path, cfg.model)
-    engine = make_engine(cfg, model, tokenizer)
+    engine = make_engine(cfg, model, tokenizer, model_path)
+    engine_info = engine_report(engine, cfg)
+    if dist.is_main:
+        print_engine(engine_info)
     learner = make_learner(cfg, model, engine.shares_learner_weights())
     sampler = PromptSampler(len(train_set), cfg.prompts_per_rollout, cfg.seed)
     tracker = (
@@ -207,6 +210,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         save_final(final_weights(learner, dist), model, tokenizer, model_path, run_dir, dist.is_main)
         summary = make_summary(history, eval_start, eval_end, budget, timers, sampler.epochs_done, learner)
         summary.update(mr.memory_summary(dist))
+        summary.update(engine_info)
         tracker.write_json("summary.json", summary)
     finally:
         preempt.restore()

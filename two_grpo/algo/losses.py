@@ -72,6 +72,7 @@ def policy_loss(
     kl_estimator: str = "k3",
     entropy: torch.Tensor | None = None,
     entropy_coef: float = 0.0,
+    token_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO-clip surrogate loss for one micro-batch (to be minimised).
 
@@ -82,6 +83,7 @@ def policy_loss(
         mask: [B, T] response-token mask (float).
         ref_logp: [B, T] reference-policy log-probs, needed when kl_coef > 0.
         entropy: [B, T] per-token entropy (for logging; used in the loss when entropy_coef > 0).
+        token_weight: [B, T] detached per-token weight of the policy term (truncated IS, algo/tis.py).
 
     Returns:
         loss (scalar, this micro-batch's share of the mini-batch loss) and metric sums over its tokens
@@ -100,6 +102,8 @@ def policy_loss(
     else:
         per_token = -surr
         clip_low_hit = clip_high_hit = torch.zeros_like(per_token)
+    if token_weight is not None:
+        per_token = per_token * token_weight
     loss = aggregate(per_token, mask, agg, minibatch_tokens, minibatch_seqs)
     metrics: dict[str, torch.Tensor] = {
         "loss/policy": loss.detach(),

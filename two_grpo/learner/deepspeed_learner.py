@@ -32,7 +32,7 @@ from two_grpo.batch import TrainBatch
 from two_grpo.config import TrainConfig
 from two_grpo.dist import ensure_process_group
 from two_grpo.learner.ds_config import deepspeed_config, warmup_constant
-from two_grpo.learner.step import forward_logprobs, micro_batch_loss, summarize
+from two_grpo.learner.step import accumulate, forward_logprobs, micro_batch_loss, summarize
 
 
 def _import_deepspeed():
@@ -116,11 +116,10 @@ class DeepSpeedLearner:
                 self.engine, self._to_device(micro), self.algo, self.temperature, n_tok, n_seq
             )
             self.engine.backward(loss * self.dist.world_size, scale_wrt_gas=False)
-            for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
+            accumulate(sums, metrics)
         lr = self.scheduler.get_last_lr()[0]
         self.engine.step()
-        sums = self.dist.reduce_metrics(sums, "sum")
+        sums = self._reduce_sums(sums)
         norm = self.engine.get_global_grad_norm()
         grad_norm = float(norm) if norm is not None else float("nan")
         skipped = not self.engine.was_step_applied() or not math.isfinite(sums.get("loss/policy", 0.0))
@@ -128,6 +127,17 @@ class DeepSpeedLearner:
         out = summarize(sums, n_tok)
         out.update({"optim/grad_norm": grad_norm, "optim/lr": lr, "optim/skipped": float(skipped)})
         out["loss/clip_frac"] = out.get("loss/clip_frac_low", 0.0) + out.get("loss/clip_frac_high", 0.0)
+        return out
+
+    def _reduce_sums(self, sums: dict[str, float]) -> dict[str, float]:
+        """Metric sums over ranks: `*_max` keys by max, the rest by sum, over the union of every rank's keys (a
+        rank holding only dummy micro-batches reports fewer keys)."""
+        if not self.dist.active:
+            return sums
+        keys = sorted(set().union(*self.dist.all_gather_object(sorted(sums))))
+        maxed = [k for k in keys if k.endswith("_max")]
+        out = self.dist.reduce_metrics({k: sums.get(k, 0.0) for k in keys if k not in maxed}, "sum")
+        out.update(self.dist.reduce_metrics({k: sums.get(k, 0.0) for k in maxed}, "max"))
         return out
 
     def _micro_batches(self, batch: TrainBatch | None) -> list[TrainBatch]:

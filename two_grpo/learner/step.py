@@ -8,6 +8,7 @@ import torch
 
 from two_grpo.algo.logprobs import token_entropy, token_logprobs
 from two_grpo.algo.losses import policy_loss
+from two_grpo.algo.tis import mismatch_sums, tis_weight
 from two_grpo.batch import TrainBatch
 from two_grpo.config import AlgoConfig
 
@@ -25,7 +26,14 @@ def micro_batch_loss(
     """Loss of one micro-batch, normalised by its whole mini-batch (so micro-splits sum to the same loss)."""
     logp, entropy = forward_logprobs(model, micro, temperature, with_entropy=True)
     old = micro.old_logp if micro.old_logp is not None else logp.detach()  # on-policy: ratio == 1
-    return policy_loss(
+    behav, weight, extra = micro.behav_logp, None, {}
+    if behav is not None:  # the engine reported its sampling log-probs (vLLM)
+        extra = mismatch_sums(old, behav, micro.loss_mask)
+        if algo.old_logp_source == "engine":
+            old = behav
+        elif algo.tis_cap > 0:
+            weight = tis_weight(old, behav, algo.tis_cap)
+    loss, metrics = policy_loss(
         logp,
         old,
         micro.adv,
@@ -41,7 +49,18 @@ def micro_batch_loss(
         kl_estimator=algo.kl_estimator,
         entropy=entropy,
         entropy_coef=algo.entropy_coef,
+        token_weight=weight,
     )
+    if weight is not None:
+        extra["loss/tis_weight_mean_sum"] = (weight * micro.loss_mask).sum()
+    return loss, {**metrics, **extra}
+
+
+def accumulate(sums: dict[str, float], metrics: dict[str, torch.Tensor]) -> None:
+    """Add one micro-batch's metrics into `sums`: `*_max` keys keep the max, every other key is summed."""
+    for key, value in metrics.items():
+        v = float(value)
+        sums[key] = max(sums.get(key, v), v) if key.endswith("_max") else sums.get(key, 0.0) + v
 
 
 def summarize(sums: dict[str, float], n_tokens: float) -> dict[str, float]:

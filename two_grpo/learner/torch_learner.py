@@ -16,7 +16,7 @@ import torch
 from two_grpo.batch import TrainBatch
 from two_grpo.config import AlgoConfig, LearnerConfig
 from two_grpo.learner.micro import micro_batches
-from two_grpo.learner.step import forward_logprobs, micro_batch_loss, summarize
+from two_grpo.learner.step import accumulate, forward_logprobs, micro_batch_loss, summarize
 
 
 class TorchLearner:
@@ -63,8 +63,7 @@ class TorchLearner:
         for _, micro in micro_batches(mb, self.cfg.micro_rollouts, self.cfg.sort_by_length):
             loss, metrics = micro_batch_loss(self.model, micro, self.algo, self.temperature, n_tok, n_seq)
             loss.backward()
-            for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
+            accumulate(sums, metrics)
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
         lr = self.scheduler.get_last_lr()[0]

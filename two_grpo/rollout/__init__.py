@@ -2,17 +2,61 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
-from two_grpo.config import TrainConfig
+from two_grpo.config import ConfigError, TrainConfig
 from two_grpo.rollout.base import RolloutEngine, Sampling
 
-__all__ = ["RolloutEngine", "Sampling", "make_engine"]
+__all__ = ["RolloutEngine", "Sampling", "make_engine", "resolve_backend", "vllm_importable"]
 
 
-def make_engine(cfg: TrainConfig, model: Any, tokenizer: Any) -> RolloutEngine:
-    if cfg.rollout.backend == "hf":
+def vllm_importable() -> bool:
+    """True when the `vllm` package is installed (checked without importing it)."""
+    return importlib.util.find_spec("vllm") is not None
+
+
+def resolve_backend(cfg: TrainConfig) -> str:
+    """`rollout.backend` with `auto` resolved: vllm when importable, else hf. Checks the combination."""
+    backend = cfg.rollout.backend
+    if backend == "auto":
+        backend = "vllm" if vllm_importable() else "hf"
+    if backend == "vllm" and not vllm_importable():
+        raise ConfigError(
+            "rollout=vllm but vllm is not installed; install it (README: Rollouts on vLLM) or use rollout=hf"
+        )
+    if backend == "hf" and (cfg.algo.tis_cap > 0 or cfg.algo.old_logp_source == "engine"):
+        raise ConfigError(
+            "algo.tis_cap / algo.old_logp_source=engine need the engine's sampling log-probs: use rollout=vllm"
+        )
+    if backend == "hf" and cfg.rollout.enable_sleep:
+        raise ConfigError("rollout.enable_sleep=true needs rollout=vllm on a CUDA GPU; set it to false")
+    return backend
+
+
+def make_engine(cfg: TrainConfig, model: Any, tokenizer: Any, model_path: str = "") -> RolloutEngine:
+    backend = resolve_backend(cfg)
+    if backend == "hf":
         from two_grpo.rollout.hf_engine import HFEngine
 
         return HFEngine(model, tokenizer, cfg.rollout.max_prompt_tokens, cfg.rollout.gen_rollouts_per_call)
-    raise ValueError(f"rollout.backend={cfg.rollout.backend!r} is not available in this build; use rollout=hf")
+    if backend == "vllm":
+        import torch
+
+        from two_grpo.rollout.vllm_engine import VLLMEngine
+
+        if cfg.rollout.enable_sleep and not torch.cuda.is_available():
+            raise ConfigError("rollout.enable_sleep=true: vLLM sleep mode needs a CUDA GPU; set it to false on CPU")
+        if not model_path:
+            raise ValueError("make_engine(rollout=vllm) needs model_path (vLLM loads the model itself)")
+        seqs = cfg.rollout.max_num_seqs or max(256, cfg.prompts_per_rollout * cfg.group_size)
+        return VLLMEngine(model_path, tokenizer, cfg.rollout, cfg.model.dtype, cfg.seed, seqs)
+    raise ValueError(f"rollout.backend={backend!r} is not available in this build; use rollout=hf")
+
+
+def engine_report(engine: RolloutEngine, cfg: TrainConfig) -> dict[str, Any]:
+    """Which engine runs and its start-up cost (build + first compile), kept out of the step times."""
+    out: dict[str, Any] = {"rollout_backend": engine.name, "rollout_backend_requested": cfg.rollout.backend}
+    startup = getattr(engine, "startup_metrics", None)
+    out.update(startup() if startup else {"time/engine_startup_s": 0.0})
+    return out

