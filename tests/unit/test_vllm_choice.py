@@ -9,7 +9,7 @@ from two_grpo.rollout.vllm_engine import _checkpoint_name, engine_kwargs
 
 
 def test_auto_resolves_to_vllm_only_when_importable(compose, monkeypatch):
-    cfg = compose([])
+    cfg = compose(["model.path=Qwen/Qwen2.5-Math-1.5B"])
     assert cfg.rollout.backend == "auto"
     monkeypatch.setattr(rollout, "vllm_importable", lambda: True)
     assert rollout.resolve_backend(cfg) == "vllm"
@@ -18,6 +18,13 @@ def test_auto_resolves_to_vllm_only_when_importable(compose, monkeypatch):
     assert rollout.resolve_backend(compose(["rollout=hf"])) == "hf"
     with pytest.raises(ConfigError, match="rollout=vllm but vllm is not installed"):
         rollout.resolve_backend(compose(["rollout=vllm"]))
+
+
+def test_auto_keeps_the_builtin_model_on_hf_on_a_cpu(compose, monkeypatch):
+    monkeypatch.setattr(rollout, "vllm_importable", lambda: True)
+    monkeypatch.setattr(rollout, "_tiny_on_cpu", lambda cfg: cfg.model.path.startswith("builtin:"))
+    assert rollout.resolve_backend(compose([])) == "hf"  # the embedded default: model.path=builtin:tiny
+    assert rollout.resolve_backend(compose(["rollout=vllm"])) == "vllm"  # an explicit choice is kept
 
 
 def test_engine_logprob_options_need_an_engine_that_reports_them(compose):

@@ -17,10 +17,13 @@ def vllm_importable() -> bool:
 
 
 def resolve_backend(cfg: TrainConfig) -> str:
-    """`rollout.backend` with `auto` resolved: vllm when importable, else hf. Checks the combination."""
+    """`rollout.backend` with `auto` resolved, and the combination checked. `auto` is vllm when it is importable,
+    else hf; except the built-in 0.8M-parameter model on a CPU, which stays on hf: there vLLM's ~30 s start-up
+    and per-call overhead outweigh its kernels (README: Rollouts on vLLM), and hf samples from the learner's own
+    module, so no weight sync is needed."""
     backend = cfg.rollout.backend
     if backend == "auto":
-        backend = "vllm" if vllm_importable() else "hf"
+        backend = "vllm" if vllm_importable() and not _tiny_on_cpu(cfg) else "hf"
     if backend == "vllm" and not vllm_importable():
         raise ConfigError(
             "rollout=vllm but vllm is not installed; install it (README: Rollouts on vLLM) or use rollout=hf"
@@ -32,6 +35,14 @@ def resolve_backend(cfg: TrainConfig) -> str:
     if backend == "hf" and cfg.rollout.enable_sleep:
         raise ConfigError("rollout.enable_sleep=true needs rollout=vllm on a CUDA GPU; set it to false")
     return backend
+
+
+def _tiny_on_cpu(cfg: TrainConfig) -> bool:
+    if not cfg.model.path.startswith("builtin:"):
+        return False
+    import torch
+
+    return not torch.cuda.is_available()
 
 
 def make_engine(cfg: TrainConfig, model: Any, tokenizer: Any, model_path: str = "") -> RolloutEngine:
