@@ -74,8 +74,8 @@ def build_tables(rows: list[dict[str, Any]], base: dict[str, Any] | None, metric
         "predicted from batch p",
         "predicted from per-prompt p",
         "rollouts with no gradient",
-        "|adv| (nonzero)",
-        "|adv| (all)",
+        "mean abs adv (nonzero)",
+        "mean abs adv (all)",
     ]
     sig = [
         [
