@@ -10,7 +10,7 @@ PYTEST := $(BIN)/python -m pytest
 VLLM   ?= auto
 
 .DEFAULT_GOAL := help
-.PHONY: help install train smoke test test-unit test-slow test-gpu lint format config tiny-model clean clean-runs sweep sweep-dry bench bench-rollout
+.PHONY: help install train smoke test test-unit test-slow test-gpu lint format config tiny-model clean clean-runs sweep sweep-dry bench bench-rollout bench-ranks
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
