@@ -230,7 +230,8 @@ def run_limit(w: dict[str, Any]) -> dict[str, Any]:
     from two_grpo.algo.logprobs import token_logprobs
     from two_grpo.batch import collate
     from two_grpo.models import load_model, load_tokenizer, resolve_model_path
-    from two_grpo.rollout import Sampling, make_engine
+    from two_grpo.rollout import make_engine
+    from two_grpo.rollout.base import train_sampling
     from two_grpo.sampler import PromptSampler
     from two_grpo.tasks import make_task
     from two_grpo.trainer import sampling_seed, seed_everything
@@ -243,20 +244,13 @@ def run_limit(w: dict[str, Any]) -> dict[str, Any]:
     task = make_task(cfg.task, tok)
     train_set = task.train_prompts()
     model = load_model(path, cfg.model)
-    engine = make_engine(cfg, model, tok)
+    engine = make_engine(cfg, model, tok, path)
     opt = torch.optim.AdamW(model.parameters(), lr=w["lr"])
     sampler = PromptSampler(len(train_set), cfg.prompts_per_rollout, cfg.seed)
     gen_s, learn_s, tokens = [], [], []
     for step in range(w["warmup"] + w["steps"]):
         prompts = [train_set[i] for i in sampler.next_batch()]
-        sampling = Sampling(
-            n=cfg.group_size,
-            temperature=cfg.rollout.temperature,
-            top_p=cfg.rollout.top_p,
-            top_k=cfg.rollout.top_k,
-            max_new_tokens=cfg.rollout.max_response_tokens,
-            seed=sampling_seed(cfg.seed, step),
-        )
+        sampling = train_sampling(cfg, sampling_seed(cfg.seed, step))
         t0 = time.perf_counter()
         rollouts = engine.generate(prompts, list(range(len(prompts))), sampling)
         t1 = time.perf_counter()

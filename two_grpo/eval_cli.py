@@ -95,7 +95,7 @@ def run_eval_only(cfg) -> dict[str, float]:
     try:
         if not evaluator.suite:
             raise ConfigError("nothing to evaluate: set eval.prompts > 0 or add eval.benchmarks (eval=math_suite)")
-        engine = make_engine(cfg, load_model(model_path, cfg.model), tokenizer)
+        engine = make_engine(cfg, load_model(model_path, cfg.model), tokenizer, model_path)
         return evaluate_suite(engine, evaluator.suite, cfg, seed=cfg.seed + 17)
     finally:
         evaluator.close()

@@ -34,7 +34,8 @@ from two_grpo.guards import NonFiniteGuard, Preempted, PreemptionFlag, check_rew
 from two_grpo.learner import make_learner
 from two_grpo.models import load_model, load_tokenizer, resolve_model_path
 from two_grpo.rewards import RewardScorer
-from two_grpo.rollout import Sampling, engine_report, make_engine
+from two_grpo.rollout import engine_report, make_engine
+from two_grpo.rollout.base import train_sampling
 from two_grpo.sampler import PromptSampler
 from two_grpo.signal import predicted_zero_var_frac, signal_metrics
 from two_grpo.tasks import make_task
@@ -243,14 +244,7 @@ def rollout_step(
     dist = init_dist()
     prompts = [train_set[i] for i in sampler.next_batch()]
     by_id = {p.prompt_id: p for p in prompts}
-    sampling = Sampling(
-        n=cfg.group_size,
-        temperature=cfg.rollout.temperature,
-        top_p=cfg.rollout.top_p,
-        top_k=cfg.rollout.top_k,
-        max_new_tokens=cfg.rollout.max_response_tokens,
-        seed=mr.rank_sampling_seed(sampling_seed(cfg.seed, rollout_batch), dist),
-    )
+    sampling = train_sampling(cfg, mr.rank_sampling_seed(sampling_seed(cfg.seed, rollout_batch), dist))
     group_ids = [rollout_batch * cfg.prompts_per_rollout + i for i in range(len(prompts))]
     my_prompts, my_group_ids = mr.shard_prompts(prompts, group_ids, cfg.prompts_per_minibatch, dist)
     with timers.phase("rollout"):
@@ -422,7 +416,9 @@ def restore_state(state, ckpt, learner, engine, sampler, budget, timers, guard, 
     set_rng_state(ckpt.rng(dist.rank))
 
 
-def save_checkpoint(ckpts: CheckpointManager, step: int, learner, state: dict[str, Any], saved_step: int, dist) -> int:
+def save_checkpoint(
+    ckpts: CheckpointManager, step: int, learner, state: dict[str, Any], saved_step: int, dist=None
+) -> int:
     """Save; on a write failure (full disk...) say so in one line and keep going. Returns the last saved step."""
     t0 = time.perf_counter()
     try:
@@ -432,6 +428,6 @@ def save_checkpoint(ckpts: CheckpointManager, step: int, learner, state: dict[st
         kept = f"the previous checkpoint {previous.path} is intact" if previous else "no earlier checkpoint exists"
         print(f"two-grpo: warning: checkpoint at step {step} not saved ({exc}); {kept}", file=sys.stderr, flush=True)
         return saved_step
-    if dist.is_main:
+    if dist is None or dist.is_main:
         print(f"two-grpo: checkpoint {ckpt.path} ({time.perf_counter() - t0:.2f}s)", flush=True)
     return step

@@ -4,6 +4,7 @@ pytest -m slow tests/integration/test_sweep_cli.py"""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -58,12 +59,17 @@ def test_sweep_report_and_rerun_finishes_only_what_is_missing(tmp_path, tiny_mod
     for png in ("eval_vs_rollouts", "eval_vs_wallclock", "eval_vs_steps", "train_reward"):
         assert (sweep_dir / "report" / f"{png}.png").is_file()
 
-    # g2_matched "was killed": summary gone, its partial files stay. A rerun of the same command runs it and the
-    # failing member again, skips the two finished ones, and keeps the partial attempt under attempts/1.
+    # g2_matched "was killed" after its last checkpoint (summary gone): the same command resumes it in place.
+    # g2_paper "was killed" before any checkpoint: its partial attempt is kept under attempts/1 and it runs again.
+    # The failing member runs again; g16 is skipped.
     (dirs["g2_matched"] / "summary.json").unlink()
-    before = {n: (dirs[n] / "train.log").stat().st_mtime for n in ("g16", "g2_paper")}
+    (dirs["g2_paper"] / "summary.json").unlink()
+    shutil.rmtree(dirs["g2_paper"] / "checkpoints")
+    before = {n: (dirs[n] / "train.log").stat().st_mtime for n in ("g16",)}
     p2 = run_cli(args, tmp_path)
-    assert "2 finished (skipped)" in p2.stdout and "2 to run" in p2.stdout, p2.stdout[-3000:]
-    assert (dirs["g2_matched"] / "summary.json").is_file()
-    assert (dirs["g2_matched"] / "attempts" / "1" / "metrics.jsonl").is_file()
-    assert {n: (dirs[n] / "train.log").stat().st_mtime for n in ("g16", "g2_paper")} == before
+    assert "1 finished (skipped)" in p2.stdout and "3 to run" in p2.stdout, p2.stdout[-3000:]
+    assert (dirs["g2_matched"] / "summary.json").is_file() and (dirs["g2_paper"] / "summary.json").is_file()
+    assert "resuming from" in (dirs["g2_matched"] / "train.log").read_text()
+    assert not (dirs["g2_matched"] / "attempts").exists()
+    assert (dirs["g2_paper"] / "attempts" / "1" / "metrics.jsonl").is_file()
+    assert {n: (dirs[n] / "train.log").stat().st_mtime for n in ("g16",)} == before

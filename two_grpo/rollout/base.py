@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -19,6 +19,12 @@ class Sampling:
     top_k: int = 0  # 0 = off
     max_new_tokens: int = 8
     seed: int = 0  # per-call seed: the same (seed, prompts, weights) give the same samples
+
+
+def train_sampling(cfg: Any, seed: int) -> Sampling:
+    """Training-time sampling from `cfg.rollout` (a TrainConfig): `group_size` samples per prompt."""
+    r = cfg.rollout
+    return Sampling(cfg.group_size, r.temperature, r.top_p, r.top_k, r.max_response_tokens, seed)
 
 
 class RolloutEngine(Protocol):
