@@ -172,12 +172,23 @@ def cmd_train(argv: list[str]) -> int:
         return EXIT_BAD_INPUT
     except RunStopped as exc:
         print(f"two-grpo: {'error: ' if exc.exit_code != 3 else ''}{exc}", file=sys.stderr)
-        return exc.exit_code
-    if _launched_ranks() > 1:
-        from two_grpo.dist import shutdown
+        return _leave(exc.exit_code)
+    return _leave(0)
 
-        shutdown()
-    return 0
+
+def _leave(code: int) -> int:
+    """Exit code of a finished `train`. Launched ranks (torchrun / deepspeed) tear the process group down and leave
+    through os._exit: after every output is written, the interpreter's teardown can otherwise abort in C++ threads
+    of gloo / DeepSpeed's shared-memory op ("terminate called without an active exception", SIGABRT), which the
+    launcher reports as a failed run (seen in CI)."""
+    if _launched_ranks() <= 1:
+        return code
+    from two_grpo.dist import shutdown
+
+    shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _launched_ranks() -> int:

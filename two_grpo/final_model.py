@@ -24,7 +24,9 @@ def save_final(
     if not write:
         return final
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
+    from two_grpo.models import save_quietly
+
+    save_quietly(model, tmp, state_dict=weights)
     tokenizer.save_pretrained(tmp)
     for name in EXTRA_FILES:
         src = Path(source_path) / name

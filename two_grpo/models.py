@@ -13,6 +13,20 @@ from two_grpo.config import ConfigError, ModelConfig
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def save_quietly(model: Any, folder: Any, **kwargs: Any) -> None:
+    """`model.save_pretrained(folder, safetensors)` without transformers' "Writing model shards" progress bar on
+    stderr (our errors and summaries are one-line, so a stray bar would break them)."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(folder, safe_serialization=True, **kwargs)
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def resolve_model_path(cfg: ModelConfig, quiet: bool = False) -> str:
     """Local folder or hub id for `cfg.path`, building builtin:tiny when needed. Fails before loading weights."""
     if cfg.path == "builtin:tiny":

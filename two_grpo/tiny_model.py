@@ -141,7 +141,9 @@ def build(out_dir: Path, recipe: TinyRecipe, progress: Callable[[int, int], None
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        from two_grpo.models import save_quietly
+
+        save_quietly(model, tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "two_grpo_recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
         if out_dir.exists():
