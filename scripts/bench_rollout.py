@@ -1,6 +1,11 @@
 """Rollout throughput: in-loop vLLM engine vs standalone vLLM vs HF generate, on the same prompts and lengths.
 
-    python scripts/bench_rollout.py [--prompts 32] [--group-size 8] [--max-new-tokens 12] [--reps 5] [--out FILE]
+    python scripts/bench_rollout.py [--model builtin:tiny|@h512l8|PATH] [--prompts 32] [--group-size 8]
+        [--max-new-tokens 12] [--reps 5] [--compile] [--out FILE]
+
+`--model @h<hidden>l<layers>` builds (once, in the project cache) a randomly initialised Qwen2 of that shape with
+the builtin:tiny tokenizer, to find where vLLM overtakes HF `generate` as the model grows. `--compile` builds the
+engine with `enforce_eager=False` (torch.compile; CUDA graphs on a GPU).
 
 - in-loop vLLM: `VLLMEngine.generate` as the trainer calls it (per-prompt seeds, sampled-token log-probs,
   Rollout records), plus one weight push (`load_weights` from the HF model) before every call, as in training;
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -43,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--compile", action="store_true", help="vLLM enforce_eager=False")
     ap.add_argument("--out", default="runs/bench/rollout.json")
     args = ap.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -59,14 +66,22 @@ def main(argv: list[str] | None = None) -> int:
     if not vllm_importable():
         print("bench_rollout: vllm is not installed (make install VLLM=cpu); nothing to compare", file=sys.stderr)
         return 2
-    mcfg = ModelConfig(path=args.model, dtype=args.dtype)
+    model_arg = args.model
+    if re.fullmatch(r"@h\d+l\d+", model_arg):
+        from bench_jobs import build_random_qwen2
+
+        from two_grpo.tiny_model import default_cache_dir
+
+        hidden, layers = map(int, re.findall(r"\d+", model_arg))
+        model_arg = str(build_random_qwen2(default_cache_dir() / f"bench-qwen2-{model_arg[1:]}", hidden, layers))
+    mcfg = ModelConfig(path=model_arg, dtype=args.dtype)
     path = resolve_model_path(mcfg)
     tok = load_tokenizer(path)
     model = load_model(path, mcfg)
     prompts = make_task(TaskConfig(), tok).train_prompts()[: args.prompts]
     groups = list(range(len(prompts)))
     sampling = Sampling(n=args.group_size, temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=1)
-    rcfg = RolloutConfig(backend="vllm", max_response_tokens=args.max_new_tokens)
+    rcfg = RolloutConfig(backend="vllm", max_response_tokens=args.max_new_tokens, enforce_eager=not args.compile)
 
     from two_grpo.rollout.vllm_engine import VLLMEngine
 

@@ -26,6 +26,7 @@ def test_paper_presets_hold_the_paper_settings(compose):
         assert (c.rollout.temperature, c.rollout.top_p, c.rollout.max_response_tokens) == (1.0, 1.0, 4096)
         assert (c.learner.warmup_steps, c.budget.max_epochs, c.model.path) == (10, 10, "Qwen/Qwen2.5-Math-1.5B")
         assert c.task.name == "math"
+        assert not c.rollout.enforce_eager  # GPU runs: vLLM's compiled model and CUDA graphs
     # both see 512 rollouts per mini-batch; 16-GRPO takes 16 updates per 512-prompt rollout batch, 2-GRPO takes 2
     d16, d2 = derive(g16, 7500), derive(g2, 7500)
     assert d16.rollouts_per_minibatch == d2.rollouts_per_minibatch == 512

@@ -84,7 +84,9 @@ def test_per_call_seed_reproduces_and_varies(setup):
         s = Sampling(n=8, temperature=1.5, max_new_tokens=8, seed=seed)
         return [tuple(r.token_ids) for r in engine.generate(prompts, list(range(4)), s)]
 
+    rng = torch.get_rng_state()
     a, b, c = draw(5), draw(5), draw(6)
+    assert torch.equal(torch.get_rng_state(), rng)  # the per-call seed lives in a forked RNG: the trainer's is intact
     assert a == b
     assert a != c
     assert len(set(a)) > 4  # the 8 samples of a prompt differ from one another (not one seed reused)

@@ -3,6 +3,7 @@ pass give the same log-probs, losses and gradients (fp32 tolerance). Run: pytest
 
 import pytest
 import torch
+from batches import random_batch
 
 from two_grpo.batch import Rollout, collate
 from two_grpo.config import AlgoConfig, LearnerConfig
@@ -13,22 +14,7 @@ from two_grpo.learner.torch_learner import TorchLearner
 
 def ragged_batch(n=12, seed=0):
     """Rows with very different lengths (prompts 2-4, responses 1-11 tokens), so sorting matters."""
-    g = torch.Generator().manual_seed(seed)
-    rollouts = []
-    for i in range(n):
-        plen, rlen = 2 + i % 3, 1 + (i * 7) % 11
-        rollouts.append(
-            Rollout(
-                group_id=i // 3,
-                prompt_id=i // 3,
-                prompt_token_ids=torch.randint(4, 50, (plen,), generator=g).tolist(),
-                token_ids=torch.randint(4, 50, (rlen,), generator=g).tolist(),
-                text="",
-                finish_reason="stop",
-                advantage=float(torch.randn(1, generator=g)),
-            )
-        )
-    return collate(rollouts, pad_id=0)
+    return random_batch(n, per_group=3, response_len=lambda i: 1 + (i * 7) % 11, seed=seed)
 
 
 def rows_of_lengths(lengths):

@@ -3,29 +3,14 @@ Run: pytest tests/unit/test_grad_accum.py"""
 
 import pytest
 import torch
+from batches import random_batch
 
-from two_grpo.batch import Rollout, collate
 from two_grpo.config import AlgoConfig, LearnerConfig
 from two_grpo.learner.torch_learner import TorchLearner
 
 
 def make_batch(n=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    rollouts = []
-    for i in range(n):
-        plen, rlen = 2 + i % 3, 1 + (i * 5) % 4  # ragged prompts and responses
-        rollouts.append(
-            Rollout(
-                group_id=i // 2,
-                prompt_id=i // 2,
-                prompt_token_ids=torch.randint(4, 50, (plen,), generator=g).tolist(),
-                token_ids=torch.randint(4, 50, (rlen,), generator=g).tolist(),
-                text="",
-                finish_reason="stop",
-                advantage=float(torch.randn(1, generator=g)),
-            )
-        )
-    return collate(rollouts, pad_id=0)
+    return random_batch(n, per_group=2, response_len=lambda i: 1 + (i * 5) % 4, seed=seed)  # ragged rows
 
 
 def grads_after(tiny_model_dir, micro, agg, old_shift=0.0):

@@ -18,9 +18,9 @@ def vllm_importable() -> bool:
 
 def resolve_backend(cfg: TrainConfig) -> str:
     """`rollout.backend` with `auto` resolved, and the combination checked. `auto` is vllm when it is importable,
-    else hf; except the built-in 0.8M-parameter model on a CPU, which stays on hf: there vLLM's ~30 s start-up
-    and per-call overhead outweigh its kernels (README: Rollouts on vLLM), and hf samples from the learner's own
-    module, so no weight sync is needed."""
+    else hf; except the built-in 0.8M-parameter model on a CPU, which stays on hf: there vLLM's start-up and
+    per-sequence scheduling outweigh its kernels (1.3x slower per step; README: Rollouts on vLLM), and hf
+    samples from the learner's own module, so no weight sync is needed."""
     backend = cfg.rollout.backend
     if backend == "auto":
         backend = "vllm" if vllm_importable() and not _tiny_on_cpu(cfg) else "hf"

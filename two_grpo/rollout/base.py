@@ -27,6 +27,27 @@ def train_sampling(cfg: Any, seed: int) -> Sampling:
     return Sampling(cfg.group_size, r.temperature, r.top_p, r.top_k, r.max_response_tokens, seed)
 
 
+def make_rollout(
+    prompt: Prompt,
+    group_id: int,
+    prompt_ids: list[int],
+    token_ids: list[int],
+    finish_reason: str,
+    tokenizer: Any,
+    sample_logprobs: list[float] | None = None,
+) -> Rollout:
+    """One engine output as a Rollout; its text is decoded once here, for the scorer."""
+    return Rollout(
+        group_id=group_id,
+        prompt_id=prompt.prompt_id,
+        prompt_token_ids=prompt_ids,
+        token_ids=token_ids,
+        text=tokenizer.decode(token_ids, skip_special_tokens=True),
+        finish_reason=finish_reason,
+        sample_logprobs=sample_logprobs,
+    )
+
+
 class RolloutEngine(Protocol):
     name: str
     pad_id: int  # token id used to pad rows of a TrainBatch

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from two_grpo.batch import Prompt, Rollout
-from two_grpo.rollout.base import Sampling
+from two_grpo.rollout.base import Sampling, make_rollout
 
 
 class HFEngine:
@@ -81,11 +81,4 @@ class HFEngine:
             seq, reason = seq[: seq.index(self.eos_id) + 1], "stop"
         else:
             reason = "length"
-        return Rollout(
-            group_id=group_id,
-            prompt_id=prompt.prompt_id,
-            prompt_token_ids=prompt_ids,
-            token_ids=seq,
-            text=self.tokenizer.decode(seq, skip_special_tokens=True),
-            finish_reason=reason,
-        )
+        return make_rollout(prompt, group_id, prompt_ids, seq, reason, self.tokenizer)

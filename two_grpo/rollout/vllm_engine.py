@@ -30,7 +30,7 @@ import torch
 
 from two_grpo.batch import Prompt, Rollout
 from two_grpo.config import RolloutConfig
-from two_grpo.rollout.base import Sampling
+from two_grpo.rollout.base import Sampling, make_rollout
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -178,7 +178,7 @@ class VLLMEngine:
         self.wake()
         prompt_ids = self.encode_prompts(prompts, sampling.max_new_tokens)
         greedy = sampling.temperature == 0
-        base = dict(
+        params = self._sampling_params(
             n=sampling.n,
             temperature=0.0 if greedy else sampling.temperature,
             top_p=1.0 if greedy else sampling.top_p,
@@ -187,13 +187,15 @@ class VLLMEngine:
             logprobs=0,  # the sampled token's log-prob only
             detokenize=False,  # text is decoded below with the project's tokenizer, as the HF engine does
         )
-        # one seed per prompt (vLLM gives child k of a prompt seed+k): reproducible from (seed, prompts, weights)
-        params = [
-            self._sampling_params(**base, seed=(sampling.seed * 1_000_003 + i * sampling.n) % (2**31 - 1))
-            for i in range(len(prompts))
-        ]
+        # One seed per call, not per request: vLLM's in-process sampler then draws the whole batch from the global
+        # generator in one op (per-request seeds cost a Python loop over every sequence at every decode step, and
+        # turn off FlashInfer sampling on GPUs). The batch is scheduled identically for identical inputs, so
+        # (seed, prompts, weights) still fix the samples; every TP rank seeds the same and samples the same.
         inputs = [{"prompt_token_ids": ids} for ids in prompt_ids]
-        outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):  # the trainer's RNG streams are untouched
+            torch.manual_seed(sampling.seed)
+            outputs = self.llm.generate(inputs, params, use_tqdm=False)
         rollouts: list[Rollout] = []
         for i, out in enumerate(outputs):
             for sample in sorted(out.outputs, key=lambda s: s.index):
@@ -205,14 +207,8 @@ class VLLMEngine:
         seq = list(sample.token_ids)
         logps = [float(step[tok].logprob) for tok, step in zip(seq, sample.logprobs or [])]
         reason = "stop" if sample.finish_reason == "stop" else "length"
-        return Rollout(
-            group_id=group_id,
-            prompt_id=prompt.prompt_id,
-            prompt_token_ids=prompt_ids,
-            token_ids=seq,
-            text=self.tokenizer.decode(seq, skip_special_tokens=True),
-            finish_reason=reason,
-            sample_logprobs=logps if len(logps) == len(seq) else None,
+        return make_rollout(
+            prompt, group_id, prompt_ids, seq, reason, self.tokenizer, logps if len(logps) == len(seq) else None
         )
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:

