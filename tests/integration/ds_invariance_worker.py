@@ -6,7 +6,8 @@ lengths), takes its slice of whole groups, and runs 2 steps per learner listed (
 log-probs from `learner.logprobs` before the first step; a KL term exercises `ref_logprobs`). Rank 0 saves, per learner,
 the global loss of each step, the grad norm and the final weights (collected through `named_weights()`).
 `zero3-uneven` gives the ranks unequal slices (dummy micro-batches keep ZeRO's collectives in step);
-`resume-zero3` instead checks that save_state/load_state restore weights, optimizer and schedule exactly.
+`resume-zero3` instead checks that save_state/load_state restore weights, optimizer and schedule exactly;
+`nonfinite-zero2` poisons rank 0's loss with NaN on the second of three steps (every rank must skip it).
 """
 
 from __future__ import annotations
@@ -122,13 +123,64 @@ def run_resume(learner_name: str, folder: Path) -> dict:
     return {"first": first, "second": second}
 
 
+def run_nonfinite(learner_name: str) -> dict:
+    """Three steps; the second one's loss is NaN on rank 0 only. Per rank: skipped flags, whether the weights
+    after the poisoned step equal those before it, and whether the third (clean) step moved them, finitely."""
+    import math
+
+    import two_grpo.learner.deepspeed_learner as dl
+    from two_grpo.batch import collate
+    from two_grpo.dist import init_dist
+    from two_grpo.learner import make_learner
+
+    dist = init_dist()
+    cfg = make_config(learner_name)
+    cfg.algo.kl_coef = 0.0
+    learner = make_learner(cfg, make_model(), engine_shares_model=False)
+    rollouts = make_rollouts()
+    per_rank = len(rollouts) // dist.world_size
+    mine = collate(rollouts[dist.rank * per_rank : (dist.rank + 1) * per_rank], pad_id=0)
+    clean, poison = dl.micro_batch_loss, {"on": False}
+
+    def maybe_poisoned(*args, **kwargs):
+        loss, metrics = clean(*args, **kwargs)
+        return (loss * math.nan, metrics) if poison["on"] and dist.rank == 0 else (loss, metrics)
+
+    dl.micro_batch_loss = maybe_poisoned
+    snapshot = lambda: {n: t.detach().float().clone() for n, t in learner.named_weights()}  # noqa: E731
+    skipped = [learner.train_minibatch(mine)["optim/skipped"]]
+    before = snapshot()
+    poison["on"] = True
+    skipped.append(learner.train_minibatch(mine)["optim/skipped"])
+    after = snapshot()
+    poison["on"] = False
+    skipped.append(learner.train_minibatch(mine)["optim/skipped"])
+    last = snapshot()
+    dl.micro_batch_loss = clean
+    mine_result = {
+        "skipped": skipped,
+        "unchanged": all(torch.equal(before[n], after[n]) for n in before),
+        "finite_and_moved": all(torch.isfinite(t).all() for t in last.values())
+        and any(not torch.equal(after[n], last[n]) for n in last),
+        "skipped_updates": learner.skipped_updates,
+    }
+    per_rank_results = [None] * dist.world_size
+    if dist.world_size > 1:
+        torch.distributed.all_gather_object(per_rank_results, mine_result)
+    else:
+        per_rank_results = [mine_result]
+    return {"ranks": per_rank_results}
+
+
 def main() -> None:
     out_path, learners = sys.argv[1], sys.argv[2:]
     from two_grpo.dist import init_dist
 
     results = {}
     for name in learners:
-        if name.startswith("resume-"):
+        if name.startswith("nonfinite-"):
+            results[name] = run_nonfinite(name.split("-", 1)[1])
+        elif name.startswith("resume-"):
             results[name] = run_resume(name.split("-", 1)[1], Path(out_path).parent / f"ckpt-{name}")
         else:
             results[name] = run(name)

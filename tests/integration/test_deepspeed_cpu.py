@@ -38,6 +38,9 @@ def torchrun(nproc: int, *args: str, cwd: Path, timeout: int = 600) -> subproces
     return subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
 
 
+NONFINITE = ("nonfinite-zero2", "nonfinite-zero3")
+
+
 @pytest.fixture(scope="module")
 def invariance_results(tmp_path_factory):
     """One step pair per learner: torch, ZeRO-2, ZeRO-3 on 1 rank; ZeRO-2, ZeRO-3 on 2 ranks."""
@@ -45,10 +48,11 @@ def invariance_results(tmp_path_factory):
     worker = str(HERE / "ds_invariance_worker.py")
     p1 = torchrun(1, worker, str(tmp / "one.pt"), "torch", "zero2", "zero3", cwd=tmp)
     assert p1.returncode == 0, p1.stderr[-4000:]
-    p2 = torchrun(2, worker, str(tmp / "two.pt"), "zero2", "zero3", "zero3-uneven", "resume-zero3", cwd=tmp)
+    p2 = torchrun(2, worker, str(tmp / "two.pt"), "zero2", "zero3", "zero3-uneven", "resume-zero3", *NONFINITE, cwd=tmp)
     assert p2.returncode == 0, p2.stderr[-4000:]
     one, two = torch.load(tmp / "one.pt"), torch.load(tmp / "two.pt")
     return {
+        **{f"{name}/2": two[name] for name in NONFINITE},
         "resume/2": two["resume-zero3"],
         "torch/1": one["torch"],
         "zero2/1": one["zero2"],
@@ -87,12 +91,23 @@ def test_save_and_load_state_restore_the_learner_exactly(invariance_results):
     assert max_weight_diff(res["first"], res["second"]) < 1e-6
 
 
+@pytest.mark.parametrize("name", NONFINITE)
+def test_a_nan_loss_on_one_rank_skips_the_update_on_every_rank(invariance_results, name):
+    """fp32 ZeRO on 2 ranks, rank 0's loss NaN at step 2: DeepSpeed's overflow check is global, so both ranks
+    skip, say so (`optim/skipped`), keep their weights, and the next clean step trains on finite weights."""
+    for rank in invariance_results[f"{name}/2"]["ranks"]:
+        assert rank["skipped"] == [0.0, 1.0, 0.0]
+        assert rank["unchanged"] and rank["finite_and_moved"] and rank["skipped_updates"] == 1
+
+
 def test_the_steps_changed_the_weights(invariance_results):
     """Guards the comparisons above against a no-op learner: two steps at lr 1e-2 move every learner alike."""
     from ds_invariance_worker import make_model
 
     init = {k: v.detach().float() for k, v in make_model().named_parameters()}
     for key, res in invariance_results.items():
+        if key.startswith("nonfinite"):
+            continue
         if key.startswith("resume"):
             assert max_weight_diff(res["first"], init) > 1e-3
             continue
