@@ -26,6 +26,12 @@ from two_grpo.dist import DistContext, peak_memory_gb
 
 def check_topology(cfg: TrainConfig, dist: DistContext) -> None:
     """Raise ConfigError when the config cannot run on `dist.world_size` ranks."""
+    tp = cfg.rollout.tensor_parallel_size
+    if tp > 1 and dist.world_size % tp:
+        raise ConfigError(
+            f"rollout.tensor_parallel_size={tp} needs a multiple of {tp} launched ranks (got {dist.world_size}); "
+            f"launch with torchrun --nproc_per_node {tp} (one rank per shard) or set it to 1"
+        )
     if not dist.active:
         return
     if cfg.learner.backend != "deepspeed":

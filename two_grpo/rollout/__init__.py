@@ -32,6 +32,8 @@ def resolve_backend(cfg: TrainConfig) -> str:
         raise ConfigError(
             "algo.tis_cap / algo.old_logp_source=engine need the engine's sampling log-probs: use rollout=vllm"
         )
+    if backend == "hf" and cfg.rollout.tensor_parallel_size > 1:
+        raise ConfigError("rollout.tensor_parallel_size > 1 shards a vLLM engine: use rollout=vllm, or set it to 1")
     if backend == "hf" and cfg.rollout.enable_sleep:
         raise ConfigError("rollout.enable_sleep=true needs rollout=vllm on a CUDA GPU; set it to false")
     return backend
@@ -61,7 +63,13 @@ def make_engine(cfg: TrainConfig, model: Any, tokenizer: Any, model_path: str = 
         if not model_path:
             raise ValueError("make_engine(rollout=vllm) needs model_path (vLLM loads the model itself)")
         seqs = cfg.rollout.max_num_seqs or max(256, cfg.prompts_per_rollout * cfg.group_size)
-        return VLLMEngine(model_path, tokenizer, cfg.rollout, cfg.model.dtype, cfg.seed, seqs)
+        engine = VLLMEngine(model_path, tokenizer, cfg.rollout, cfg.model.dtype, cfg.seed, seqs)
+        if cfg.rollout.tensor_parallel_size > 1:  # the ranks of a TP group must submit identical requests
+            from two_grpo.dist import init_dist
+            from two_grpo.rollout.tp_group import TPGroupEngine
+
+            return TPGroupEngine(engine, cfg.rollout.tensor_parallel_size, init_dist())
+        return engine
     raise ValueError(f"rollout.backend={backend!r} is not available in this build; use rollout=hf")
 
 
