@@ -99,8 +99,8 @@ def run(learner_name: str) -> dict:
     return {"loss": losses, "grad_norm": norms, "weights": weights}
 
 
-def run_resume(learner_name: str, folder: Path) -> dict:
-    """Step 1, save_state, step 2 (weights A); load_state, step 2 again (weights B): A == B if state is whole."""
+def learner_and_even_slice(learner_name: str):
+    """A learner without KL, this rank's equal slice of the rollouts (whole groups) as a batch, and the context."""
     from two_grpo.batch import collate
     from two_grpo.dist import init_dist
     from two_grpo.learner import make_learner
@@ -111,7 +111,12 @@ def run_resume(learner_name: str, folder: Path) -> dict:
     learner = make_learner(cfg, make_model(), engine_shares_model=False)
     rollouts = make_rollouts()
     per_rank = len(rollouts) // dist.world_size
-    mine = collate(rollouts[dist.rank * per_rank : (dist.rank + 1) * per_rank], pad_id=0)
+    return learner, collate(rollouts[dist.rank * per_rank : (dist.rank + 1) * per_rank], pad_id=0), dist
+
+
+def run_resume(learner_name: str, folder: Path) -> dict:
+    """Step 1, save_state, step 2 (weights A); load_state, step 2 again (weights B): A == B if state is whole."""
+    learner, mine, _ = learner_and_even_slice(learner_name)
     learner.train_minibatch(mine)
     folder.mkdir(parents=True, exist_ok=True)
     learner.save_state(folder)
@@ -129,17 +134,8 @@ def run_nonfinite(learner_name: str) -> dict:
     import math
 
     import two_grpo.learner.deepspeed_learner as dl
-    from two_grpo.batch import collate
-    from two_grpo.dist import init_dist
-    from two_grpo.learner import make_learner
 
-    dist = init_dist()
-    cfg = make_config(learner_name)
-    cfg.algo.kl_coef = 0.0
-    learner = make_learner(cfg, make_model(), engine_shares_model=False)
-    rollouts = make_rollouts()
-    per_rank = len(rollouts) // dist.world_size
-    mine = collate(rollouts[dist.rank * per_rank : (dist.rank + 1) * per_rank], pad_id=0)
+    learner, mine, dist = learner_and_even_slice(learner_name)
     clean, poison = dl.micro_batch_loss, {"on": False}
 
     def maybe_poisoned(*args, **kwargs):
