@@ -7,7 +7,7 @@
 the builtin:tiny tokenizer, to find where vLLM overtakes HF `generate` as the model grows. `--compile` builds the
 engine with `enforce_eager=False` (torch.compile; CUDA graphs on a GPU).
 
-- in-loop vLLM: `VLLMEngine.generate` as the trainer calls it (per-prompt seeds, sampled-token log-probs,
+- in-loop vLLM: `VLLMEngine.generate` as the trainer calls it (one seed per call, sampled-token log-probs,
   Rollout records), plus one weight push (`load_weights` from the HF model) before every call, as in training;
 - standalone vLLM: the same `vllm.LLM` called directly (one SamplingParams, no log-probs, no push);
 - HF generate: `HFEngine.generate` (the fallback engine) on the learner's module.

@@ -83,17 +83,21 @@ def test_scorer_counts_timeouts_and_errors_and_dumps_first_cases():
 
     cases = hostile_cases()
     texts = [cases["power tower"], cases["3000 nested fracs"], "\\boxed{5}", "\\boxed{4}"]
-    rollouts = [Rollout(i, 0, [], [1], t, "stop") for i, t in enumerate(texts)]
-    scorer = RewardScorer(Task(), timeout_s=1.0, workers=2)
-    try:
-        report = scorer.score(rollouts, {0: Prompt(0, "q", "5")})
-    finally:
-        scorer.close()
+    report = score_texts(Task(), texts, gold="5", timeout_s=1.0, workers=2)
     assert report.rewards == [0.0, 0.0, 1.0, 0.0]
     assert report.timeouts == 2 and report.errors == 0
     assert [f["status"] for f in report.first_failures] == ["timeout", "timeout"]
     with pytest.raises(GuardTripped, match="2 of 4 rewards failed"):
         check_reward_failures(0, len(texts), report.timeouts, report.errors, 0.25)  # 2 > 0.25 * 4
+
+
+def score_texts(task, texts: list[str], gold: str, timeout_s: float, workers: int):
+    """Score one completion per text against `gold` with a fresh RewardScorer (closed afterwards)."""
+    scorer = RewardScorer(task, timeout_s=timeout_s, workers=workers)
+    try:
+        return scorer.score([Rollout(i, 0, [], [1], t, "stop") for i, t in enumerate(texts)], {0: Prompt(0, "q", gold)})
+    finally:
+        scorer.close()
 
 
 def _raises_or_nan(gold: str, completion: str) -> float:
@@ -110,12 +114,7 @@ def test_raising_and_non_finite_rewards_are_errors_scored_zero(sandboxed):
 
     Task.sandboxed = sandboxed
     texts = ["ok", "raise", "nan", "inf", "-inf", "ok"]
-    rollouts = [Rollout(i, 0, [], [1], t, "stop") for i, t in enumerate(texts)]
-    scorer = RewardScorer(Task(), timeout_s=5.0, workers=1)
-    try:
-        report = scorer.score(rollouts, {0: Prompt(0, "q", "g")})
-    finally:
-        scorer.close()
+    report = score_texts(Task(), texts, gold="g", timeout_s=5.0, workers=1)
     assert report.rewards == [1.0, 0.0, 0.0, 0.0, 0.0, 1.0]  # never NaN/inf: a group mean stays finite
     assert report.errors == 4 and report.timeouts == 0
     details = [f["detail"] for f in report.first_failures]
