@@ -189,8 +189,11 @@ def _act_bytes_per_token_layer(s: ModelShape, dtype_bytes: int) -> int:
     """Saved activations of one decoder layer per token in training: two RMSNorms (fp32 input + output), q, k, v
     and their rotary copies, attention output and its transposed copy, four MLP tensors (gate, up, act, act*up)."""
     b = dtype_bytes
-    return 2 * (4 * s.hidden + b * s.hidden) + b * (2 * s.hidden + 3 * s.kv_hidden) + b * 2 * s.hidden + b * 4 * (
-        s.intermediate
+    return (
+        2 * (4 * s.hidden + b * s.hidden)
+        + b * (2 * s.hidden + 3 * s.kv_hidden)
+        + b * 2 * s.hidden
+        + b * 4 * (s.intermediate)
     )
 
 
@@ -278,7 +281,9 @@ def make_plan(cfg: TrainConfig, shape: ModelShape | None = None) -> MemoryPlan:
         act_knob = "set learner.gradient_checkpointing=true, or " + act_knob
     plan.knobs["activations (micro-batch)"] = act_knob
     plan.knobs["logits chunk"] = "lower learner.logits_chunk_tokens"
-    plan.knobs["vLLM (gpu_memory_utilization)"] = "lower rollout.gpu_memory_utilization or set rollout.enable_sleep=true"
+    plan.knobs["vLLM (gpu_memory_utilization)"] = (
+        "lower rollout.gpu_memory_utilization or set rollout.enable_sleep=true"
+    )
     plan.knobs["HF generate KV cache"] = "lower rollout.gen_rollouts_per_call"
     plan.notes.append(
         f"{s.params / 1e9:.2f} B params, vocab {s.vocab}, micro-batch {micro_tokens} tokens "

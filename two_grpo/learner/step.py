@@ -13,7 +13,6 @@ from two_grpo.algo.tis import mismatch_sums, tis_weight
 from two_grpo.batch import TrainBatch
 from two_grpo.config import AlgoConfig
 
-
 DEFAULT_CHUNK_TOKENS = 1024  # LearnerConfig.logits_chunk_tokens
 
 

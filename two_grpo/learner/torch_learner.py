@@ -36,6 +36,8 @@ class TorchLearner:
             import copy
 
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        if cfg.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.train()
 
     def logprobs(self, batch: TrainBatch) -> torch.Tensor:
