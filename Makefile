@@ -10,7 +10,7 @@ PYTEST := $(BIN)/python -m pytest
 VLLM   ?= auto
 
 .DEFAULT_GOAL := help
-.PHONY: help install train smoke test test-unit test-slow test-gpu lint format config tiny-model clean clean-runs sweep sweep-dry bench bench-rollout bench-ranks
+.PHONY: help install train smoke test test-unit test-slow test-gpu lint format config tiny-model clean clean-runs sweep sweep-dry bench bench-rollout bench-ranks bench-memory
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ bench: install ## ours vs TRL GRPOTrainer vs the hardware limit, scaling, 2 vs 1
 
 bench-rollout: install ## tokens/s of in-loop vLLM, standalone vLLM and HF generate on the same prompts (ARGS for options)
 	$(BIN)/python scripts/bench_rollout.py $(ARGS)
+
+bench-memory: install ## peak RSS of one learner step at 151,936 vocab: full logits vs chunked (ARGS="--quick")
+	$(BIN)/python scripts/bench_memory.py $(ARGS)
 
 clean-runs: ## delete runs/
 	rm -rf runs

@@ -1,6 +1,7 @@
 """`two-grpo` command line: argv dispatch, Hydra composition, one-line config errors. Nothing else.
 
     two-grpo train [KEY=VALUE ...] [--cfg job]   compose conf/train.yaml with overrides and train
+    two-grpo train [KEY=VALUE ...] --plan          print the per-GPU memory plan (plan.gpus=N) and exit
     two-grpo train resume=RUN_DIR                 resume the run in RUN_DIR with its saved config
     two-grpo build-model                          build the embedded default model (builtin:tiny) now
     two-grpo eval [RUN_DIR|MODEL_DIR] [KEY=VALUE ...]   Mean@k / Pass@k of a run's final weights or a model
@@ -121,11 +122,18 @@ def cmd_train(argv: list[str]) -> int:
         i = argv.index("--cfg") if "--cfg" in argv else argv.index("-c")
         show = argv[i + 1] if i + 1 < len(argv) else "job"
         argv = argv[:i] + argv[i + 2 :]
+    show_plan = "--plan" in argv
+    argv = [a for a in argv if a != "--plan"]
     if "--help" in argv or "-h" in argv:
         print(USAGE)
         return 0
     try:
         cfg = compose(argv)
+        if show_plan:  # the per-GPU memory plan from the model config only; nothing is loaded
+            from two_grpo.memory_plan import make_plan
+
+            print("\n".join(make_plan(to_train_config(cfg)).lines()))
+            return 0
         if not cfg.run_id:
             cfg.run_id = f"{cfg.experiment_name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         if _launched_ranks() > 1:  # torchrun / deepspeed launcher: every rank uses rank 0's run id

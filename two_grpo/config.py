@@ -94,6 +94,8 @@ class RolloutConfig:
 class LearnerConfig:
     backend: str = "torch"  # torch (single process AdamW) | deepspeed (ZeRO, any number of ranks)
     micro_rollouts: int = 64  # rollouts per forward/backward; gradient is accumulated over a mini-batch
+    micro_tokens: int = 0  # also cap a micro-batch at this many padded token slots (rows x length); 0 = off
+    logits_chunk_tokens: int = 1024  # response tokens per output-head chunk; 0 = one chunk, -1 = legacy full logits
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     warmup_steps: int = 10  # linear warm-up over optimizer steps, then constant lr
     adam_beta1: float = 0.9
@@ -182,6 +184,15 @@ class CheckpointConfig:
 
 
 @dataclass
+class PlanConfig:
+    """The per-GPU memory plan (two_grpo/memory_plan.py), printed in the run header and by `train ... --plan`."""
+
+    gpus: int = 0  # ranks to plan for; 0 = WORLD_SIZE from the launcher (1 without one)
+    device_memory_gb: float = 0.0  # memory of one GPU; 0 = the CUDA device's own, else 80
+    enforce: bool = True  # on CUDA, refuse a run whose plan exceeds the device's memory
+
+
+@dataclass
 class TrainConfig:
     group_size: int = 8  # G: rollouts per prompt
     lr: float = 5e-5
@@ -199,6 +210,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
     resume: str = ""  # a run dir to resume (its saved config is used); "" = start, or resume hydra.run.dir
 
 
@@ -348,3 +360,12 @@ def validate(cfg: TrainConfig) -> None:
         )
     if cfg.eval.samples_per_prompt < 1:
         raise ConfigError(f"eval.samples_per_prompt={cfg.eval.samples_per_prompt} must be >= 1")
+    if lc.micro_tokens < 0 or lc.logits_chunk_tokens < -1:
+        raise ConfigError(
+            f"learner.micro_tokens={lc.micro_tokens} must be >= 0 (0 = off) and learner.logits_chunk_tokens="
+            f"{lc.logits_chunk_tokens} >= -1 (0 = one chunk, -1 = legacy full logits)"
+        )
+    if cfg.plan.gpus < 0 or cfg.plan.device_memory_gb < 0:
+        raise ConfigError(
+            f"plan.gpus={cfg.plan.gpus} and plan.device_memory_gb={cfg.plan.device_memory_gb} must be >= 0 (0 = auto)"
+        )

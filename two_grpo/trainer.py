@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from two_grpo import multirank as mr
 from two_grpo.batch import Prompt, Rollout, collate, split_groups
 from two_grpo.checkpoint import CheckpointManager, set_rng_state
-from two_grpo.config import Derived, TrainConfig, derive
+from two_grpo.config import ConfigError, Derived, TrainConfig, derive
 from two_grpo.console import ProgressView, print_engine, print_header, print_summary
 from two_grpo.data_gate import gate_train_set
 from two_grpo.dist import init_dist
@@ -117,6 +117,18 @@ class Budget:
         }
 
 
+def memory_plan_lines(cfg: TrainConfig) -> list[str]:
+    """The run's memory plan (two_grpo/memory_plan.py); on CUDA a plan over the device's memory stops the run."""
+    from two_grpo.memory_plan import check_plan, make_plan
+
+    try:
+        plan = make_plan(cfg)
+    except ConfigError as exc:  # a hub model not downloaded yet: no config to plan from
+        return [f"memory plan skipped: {exc}"]
+    check_plan(plan, torch.cuda.is_available(), cfg.plan.enforce)
+    return plan.lines()
+
+
 def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     """Run one training job into `run_dir`; returns the closing summary."""
     dist = init_dist()  # world_size 1 without a launcher (torchrun / deepspeed)
@@ -124,6 +136,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.learner.threads > 0:
         torch.set_num_threads(cfg.learner.threads)
     seed_everything(cfg.seed)
+    plan_lines = memory_plan_lines(cfg)  # refuses (ConfigError) a plan that exceeds the GPU, before any load
     model_path = resolve_model_path(cfg.model)
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     task = make_task(cfg.task, tokenizer)
@@ -138,6 +151,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     if dist.is_main:
         (run_dir / "derived.json").write_text(json.dumps(derived.as_dict(), indent=2))
         print_header(str(run_dir), model_path, derived.as_dict(), cfg)
+        print("\n".join(plan_lines), flush=True)
 
     model = load_model(model_path, cfg.model)
     engine = make_engine(cfg, model, tokenizer, model_path)

@@ -32,6 +32,7 @@ from two_grpo.batch import TrainBatch
 from two_grpo.config import TrainConfig
 from two_grpo.dist import ensure_process_group
 from two_grpo.learner.ds_config import deepspeed_config, warmup_constant
+from two_grpo.learner.micro import micro_batches
 from two_grpo.learner.step import accumulate, forward_logprobs, micro_batch_loss, summarize
 
 
@@ -97,7 +98,9 @@ class DeepSpeedLearner:
         out = torch.zeros_like(batch.loss_mask) if batch is not None else None
         start = 0
         for micro in chunks:
-            logp, _ = forward_logprobs(model, self._to_device(micro), self.temperature)
+            logp, _ = forward_logprobs(
+                model, self._to_device(micro), self.temperature, chunk_tokens=self.lc.logits_chunk_tokens
+            )
             if out is not None and micro is not self._dummy:
                 out[start : start + len(micro), : logp.shape[1]] = logp.float().cpu()
                 start += len(micro)
@@ -113,7 +116,13 @@ class DeepSpeedLearner:
         for i, micro in enumerate(chunks):
             self.engine.set_gradient_accumulation_boundary(i == len(chunks) - 1)
             loss, metrics = micro_batch_loss(
-                self.engine, self._to_device(micro), self.algo, self.temperature, n_tok, n_seq
+                self.engine,
+                self._to_device(micro),
+                self.algo,
+                self.temperature,
+                n_tok,
+                n_seq,
+                self.lc.logits_chunk_tokens,
             )
             self.engine.backward(loss * self.dist.world_size, scale_wrt_gas=False)
             accumulate(sums, metrics)
@@ -142,7 +151,9 @@ class DeepSpeedLearner:
 
     def _micro_batches(self, batch: TrainBatch | None) -> list[TrainBatch]:
         """Local micro-batches, padded with dummies to the largest count over ranks (collectives line up)."""
-        chunks = batch.split_rows(self.lc.micro_rollouts) if batch is not None and len(batch) else []
+        chunks = []
+        if batch is not None and len(batch):  # consecutive rows (scores are written back in order)
+            chunks = [sub for _, sub in micro_batches(batch, self.lc.micro_rollouts, False, self.lc.micro_tokens)]
         n = int(self.dist.all_reduce([float(len(chunks))], "max")[0])
         return chunks + [self._dummy] * (n - len(chunks))
 

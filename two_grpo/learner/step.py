@@ -2,29 +2,98 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 
-from two_grpo.algo.logprobs import token_entropy, token_logprobs
+from two_grpo.algo.logprobs import chunked_head_logprobs, token_entropy, token_logprobs
 from two_grpo.algo.losses import policy_loss
 from two_grpo.algo.tis import mismatch_sums, tis_weight
 from two_grpo.batch import TrainBatch
 from two_grpo.config import AlgoConfig
 
+DEFAULT_CHUNK_TOKENS = 1024  # LearnerConfig.logits_chunk_tokens
 
-def forward_logprobs(model: Any, batch: TrainBatch, temperature: float, with_entropy: bool = False):
-    """Per-token log-probs [B, L-1] of the batch's own next tokens (and entropy [B, L-1] if asked)."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits[:, :-1]
-    logp = token_logprobs(logits, batch.input_ids[:, 1:], temperature)
-    return logp, (token_entropy(logits, temperature) if with_entropy else None)
+
+def forward_logprobs(
+    model: Any,
+    batch: TrainBatch,
+    temperature: float,
+    with_entropy: bool = False,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    entropy_grad: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs [B, L-1] of the batch's own next tokens (and entropy [B, L-1] if asked).
+
+    Only response positions (`loss_mask` = 1) are scored; every other position holds 0. The model body runs
+    once; the output head runs on the response positions' hidden states, `chunk_tokens` at a time (0: one
+    chunk), so no [B, L, V] logits exist. `chunk_tokens` < 0 is the legacy reference: full logits at every
+    position (also used for models without a separable body and head). `entropy_grad`: entropy with gradient
+    (entropy bonus in the loss); otherwise it is a no-grad metric."""
+    split = None if chunk_tokens < 0 else _body_and_head(model)
+    if split is None:
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+        logits = logits[:, :-1]
+        logp = token_logprobs(logits, batch.input_ids[:, 1:], temperature)
+        if not with_entropy:
+            return logp, None
+        if not entropy_grad:
+            return logp, token_entropy(logits, temperature)
+        full = torch.log_softmax(logits.float() / temperature, dim=-1)
+        return logp, -(full.exp() * full).sum(-1)
+    body, head, keep_kwargs = split
+    rows, cols = batch.loss_mask.nonzero(as_tuple=True)  # [N] each: position cols predicts token cols+1
+    if rows.numel() == 0:  # a dummy micro-batch: score one masked token so the graph reaches every parameter
+        rows = cols = torch.zeros(1, dtype=torch.long, device=batch.loss_mask.device)
+    captured: list[torch.Tensor] = []
+    hook = body.register_forward_hook(lambda _m, _a, out: captured.append(out[0]))
+    try:  # the model's own head runs on the last position only (logits_to_keep=1) where the model allows it
+        model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False, **keep_kwargs)
+    finally:
+        hook.remove()
+    hidden = captured[-1][rows, cols]  # [N, H]
+    labels = batch.input_ids[rows, cols + 1]  # [N]
+    logp_n, ent_n = chunked_head_logprobs(
+        hidden, labels, head, temperature, chunk_tokens, entropy=with_entropy, entropy_grad=entropy_grad
+    )
+    shape = batch.loss_mask.shape
+    zeros = torch.zeros(shape, dtype=torch.float32, device=logp_n.device)
+    logp = zeros.index_put((rows, cols), logp_n)
+    return logp, (zeros.index_put((rows, cols), ent_n) if ent_n is not None else None)
+
+
+def _body_and_head(model: Any) -> tuple[Any, Any, dict[str, int]] | None:
+    """(decoder body whose output[0] is the final hidden state [B, L, H], output head, forward kwargs) or None.
+
+    Unwraps a DeepSpeed engine (`.module`); PEFT models forward both getters to their base model."""
+    inner = getattr(model, "module", model)
+    get_body, get_head = getattr(inner, "get_decoder", None), getattr(inner, "get_output_embeddings", None)
+    if get_body is None or get_head is None:
+        return None
+    body, head = get_body(), get_head()
+    if body is None or head is None or body is inner:
+        return None
+    base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(base.forward).parameters else {}
+    return body, head, keep
 
 
 def micro_batch_loss(
-    model: Any, micro: TrainBatch, algo: AlgoConfig, temperature: float, minibatch_tokens: float, minibatch_seqs: float
+    model: Any,
+    micro: TrainBatch,
+    algo: AlgoConfig,
+    temperature: float,
+    minibatch_tokens: float,
+    minibatch_seqs: float,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Loss of one micro-batch, normalised by its whole mini-batch (so micro-splits sum to the same loss)."""
-    logp, entropy = forward_logprobs(model, micro, temperature, with_entropy=True)
+    """Loss of one micro-batch, normalised by its whole mini-batch (so micro-splits sum to the same loss).
+
+    The entropy is always logged; it carries gradient only when `algo.entropy_coef` > 0."""
+    logp, entropy = forward_logprobs(
+        model, micro, temperature, with_entropy=True, chunk_tokens=chunk_tokens, entropy_grad=algo.entropy_coef > 0
+    )
     old = micro.old_logp if micro.old_logp is not None else logp.detach()  # on-policy: ratio == 1
     behav, weight, extra = micro.behav_logp, None, {}
     if behav is not None:  # the engine reported its sampling log-probs (vLLM)

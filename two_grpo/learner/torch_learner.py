@@ -36,6 +36,8 @@ class TorchLearner:
             import copy
 
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        if cfg.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.train()
 
     def logprobs(self, batch: TrainBatch) -> torch.Tensor:
@@ -50,18 +52,23 @@ class TorchLearner:
     @torch.no_grad()
     def _logprobs(self, model: Any, batch: TrainBatch) -> torch.Tensor:
         out = torch.zeros_like(batch.loss_mask)
-        for idx, micro in micro_batches(batch, self.cfg.micro_rollouts, self.cfg.sort_by_length):
-            logp, _ = forward_logprobs(model, micro, self.temperature)
+        for idx, micro in self._micro_batches(batch):
+            logp, _ = forward_logprobs(model, micro, self.temperature, chunk_tokens=self.cfg.logits_chunk_tokens)
             out[idx, : logp.shape[1]] = logp
         return out
+
+    def _micro_batches(self, batch: TrainBatch) -> list[tuple[torch.Tensor, TrainBatch]]:
+        return micro_batches(batch, self.cfg.micro_rollouts, self.cfg.sort_by_length, self.cfg.micro_tokens)
 
     def train_minibatch(self, mb: TrainBatch) -> dict[str, float]:
         """One optimizer step on mini-batch `mb`; returns loss/optim metrics."""
         n_tok, n_seq = mb.n_tokens, float(len(mb))
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
-        for _, micro in micro_batches(mb, self.cfg.micro_rollouts, self.cfg.sort_by_length):
-            loss, metrics = micro_batch_loss(self.model, micro, self.algo, self.temperature, n_tok, n_seq)
+        for _, micro in self._micro_batches(mb):
+            loss, metrics = micro_batch_loss(
+                self.model, micro, self.algo, self.temperature, n_tok, n_seq, self.cfg.logits_chunk_tokens
+            )
             loss.backward()
             accumulate(sums, metrics)
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
