@@ -14,7 +14,10 @@ def make_learner(cfg: TrainConfig, model: Any, engine_shares_model: bool = True)
 
         if cfg.learner.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        return TorchLearner(model, cfg.learner, cfg.lr, cfg.algo, cfg.rollout.temperature)
+        from two_grpo.dist import init_dist
+
+        device = init_dist().device  # this rank's GPU when CUDA is available
+        return TorchLearner(model, cfg.learner, cfg.lr, cfg.algo, cfg.rollout.temperature, device)
     if cfg.learner.backend == "deepspeed":
         from two_grpo.learner.deepspeed_learner import DeepSpeedLearner
 

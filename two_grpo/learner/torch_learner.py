@@ -15,12 +15,25 @@ import torch
 
 from two_grpo.batch import TrainBatch
 from two_grpo.config import AlgoConfig, LearnerConfig
+from two_grpo.learner.device import batch_to
 from two_grpo.learner.micro import micro_batches
 from two_grpo.learner.step import accumulate, forward_logprobs, micro_batch_loss, summarize
 
 
 class TorchLearner:
-    def __init__(self, model: Any, cfg: LearnerConfig, lr: float, algo: AlgoConfig, temperature: float):
+    def __init__(
+        self,
+        model: Any,
+        cfg: LearnerConfig,
+        lr: float,
+        algo: AlgoConfig,
+        temperature: float,
+        device: torch.device | str = "cpu",
+    ):
+        """`device`: where the model, its reference copy and every micro-batch live (`dist.device`: the GPU of
+        this rank when CUDA is available). The model is moved in place, so an engine sharing it follows."""
+        self.device = torch.device(device)
+        model.to(self.device)
         self.model, self.cfg, self.algo, self.temperature = model, cfg, algo, temperature
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
@@ -51,8 +64,8 @@ class TorchLearner:
     def _logprobs(self, model: Any, batch: TrainBatch) -> torch.Tensor:
         out = torch.zeros_like(batch.loss_mask)
         for idx, micro in micro_batches(batch, self.cfg.micro_rollouts, self.cfg.sort_by_length):
-            logp, _ = forward_logprobs(model, micro, self.temperature)
-            out[idx, : logp.shape[1]] = logp
+            logp, _ = forward_logprobs(model, self._to_device(micro), self.temperature)
+            out[idx, : logp.shape[1]] = logp.float().to(out.device)
         return out
 
     def train_minibatch(self, mb: TrainBatch) -> dict[str, float]:
@@ -61,6 +74,7 @@ class TorchLearner:
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         for _, micro in micro_batches(mb, self.cfg.micro_rollouts, self.cfg.sort_by_length):
+            micro = self._to_device(micro)
             loss, metrics = micro_batch_loss(self.model, micro, self.algo, self.temperature, n_tok, n_seq)
             loss.backward()
             accumulate(sums, metrics)
@@ -78,6 +92,10 @@ class TorchLearner:
         out.update({"optim/grad_norm": grad_norm, "optim/lr": lr, "optim/skipped": float(skipped)})
         out["loss/clip_frac"] = out.get("loss/clip_frac_low", 0.0) + out.get("loss/clip_frac_high", 0.0)
         return out
+
+    def _to_device(self, b: TrainBatch) -> TrainBatch:
+        """Every field of `b` on the learner's device."""
+        return batch_to(b, self.device)
 
     def save_state(self, folder: Path) -> None:
         """Model weights (model.safetensors), optimizer and lr-schedule state into `folder` (exists)."""

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from two_grpo.batch import Prompt, Rollout
+from two_grpo.config import ConfigError
 from two_grpo.rollout.base import Sampling, make_rollout
 
 
@@ -43,6 +44,13 @@ class HFEngine:
     def generate(self, prompts: list[Prompt], group_ids: list[int], sampling: Sampling) -> list[Rollout]:
         from transformers import GenerationConfig
 
+        positions = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        if positions and self.max_prompt_tokens + sampling.max_new_tokens > positions:  # same rule as vLLM's
+            raise ConfigError(
+                f"rollout.max_prompt_tokens={self.max_prompt_tokens} + {sampling.max_new_tokens} response tokens "
+                f"exceed the model's max_position_embeddings={positions}; lower them, or set "
+                "model.max_position_embeddings=N (and model.rope_theta)"
+            )
         prompt_ids = self.encode_prompts(prompts)
         jobs = [(i, k) for i in range(len(prompts)) for k in range(sampling.n)]  # prompt-major order
         greedy = sampling.temperature == 0
