@@ -77,7 +77,7 @@ class RolloutConfig:
     top_p: float = 1.0
     top_k: int = 0  # 0 = off
     max_response_tokens: int = 12
-    max_prompt_tokens: int = 512
+    max_prompt_tokens: int = 0  # prompts keep their last N tokens; 0 = auto: model positions - longest response
     gen_rollouts_per_call: int = 512  # HF engine: generate at most this many rollouts per generate() call
     # vLLM engine (rollout/vllm_engine.py); see the README's "Rollouts on vLLM"
     dtype: str = "auto"  # auto (= model.dtype) | float32 | bfloat16 | float16: the engine's weights
@@ -346,6 +346,10 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.algo.tis_cap < 0:
         raise ConfigError(f"algo.tis_cap={cfg.algo.tis_cap} must be >= 0 (0 = off; 2 is a common cap)")
     r = cfg.rollout
+    if r.max_prompt_tokens < 0:
+        raise ConfigError(
+            f"rollout.max_prompt_tokens={r.max_prompt_tokens} must be >= 0 (0 = what the positions allow)"
+        )
     bad_kv = r.kv_cache_gb < 0 and r.kv_cache_gb != -1
     if r.tensor_parallel_size < 1 or not (0 < r.gpu_memory_utilization <= 1) or bad_kv or r.max_num_seqs < 0:
         raise ConfigError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -79,6 +80,38 @@ def model_positions(cfg: ModelConfig, hf_config: Any) -> int | None:
     return int(value) if value else None
 
 
+def longest_response(cfg: Any) -> tuple[str, int]:
+    """(key, tokens) of the longest response a run generates: training rollouts or eval (TrainConfig `cfg`)."""
+    train_resp = cfg.rollout.max_response_tokens
+    eval_resp = cfg.eval.max_response_tokens or train_resp
+    return (
+        ("eval.max_response_tokens", eval_resp)
+        if eval_resp > train_resp
+        else ("rollout.max_response_tokens", train_resp)
+    )
+
+
+def fit_prompt_tokens(cfg: Any, hf_config: Any) -> Any:
+    """`cfg` with `rollout.max_prompt_tokens=0` (auto) resolved to the model's positions minus the longest
+    response; unchanged otherwise. Call `check_positions` after it."""
+    if cfg.rollout.max_prompt_tokens > 0:
+        return cfg
+    positions = model_positions(cfg.model, hf_config)
+    if positions is None:
+        raise ConfigError(
+            f"rollout.max_prompt_tokens=0 (auto) needs max_position_embeddings in {cfg.model.path}'s config.json; "
+            "set rollout.max_prompt_tokens=N (or model.max_position_embeddings=N)"
+        )
+    key, resp = longest_response(cfg)
+    if resp >= positions:
+        raise ConfigError(
+            f"{key}={resp} leaves no room for a prompt in the model's max_position_embeddings={positions} "
+            f"({cfg.model.path}); set {key}={positions * 3 // 4} (and rollout.max_prompt_tokens), or raise the "
+            "model's positions with model.max_position_embeddings=N (and model.rope_theta)"
+        )
+    return replace(cfg, rollout=replace(cfg.rollout, max_prompt_tokens=positions - resp))
+
+
 def check_positions(cfg: Any, hf_config: Any) -> None:
     """Refuse (ConfigError) a run whose prompt + response tokens exceed the model's positions (TrainConfig `cfg`).
 
@@ -87,13 +120,8 @@ def check_positions(cfg: Any, hf_config: Any) -> None:
     positions = model_positions(cfg.model, hf_config)
     if positions is None:
         return
-    prompt, train_resp = cfg.rollout.max_prompt_tokens, cfg.rollout.max_response_tokens
-    eval_resp = cfg.eval.max_response_tokens or train_resp
-    key, resp = (
-        ("eval.max_response_tokens", eval_resp)
-        if eval_resp > train_resp
-        else ("rollout.max_response_tokens", train_resp)
-    )
+    prompt = cfg.rollout.max_prompt_tokens
+    key, resp = longest_response(cfg)
     if prompt + resp <= positions:
         return
     fit = f"{key}={positions - prompt}" if positions > prompt else f"rollout.max_prompt_tokens={positions - resp}"

@@ -32,7 +32,14 @@ from two_grpo.evaluate import Evaluator, load_benchmarks
 from two_grpo.final_model import save_final
 from two_grpo.guards import NonFiniteGuard, Preempted, PreemptionFlag, check_reward_failures
 from two_grpo.learner import make_learner
-from two_grpo.models import check_positions, load_model, load_tokenizer, read_model_config, resolve_model_path
+from two_grpo.models import (
+    check_positions,
+    fit_prompt_tokens,
+    load_model,
+    load_tokenizer,
+    read_model_config,
+    resolve_model_path,
+)
 from two_grpo.rewards import RewardScorer
 from two_grpo.rollout import engine_report, make_engine
 from two_grpo.rollout.base import train_sampling
@@ -125,7 +132,9 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         torch.set_num_threads(cfg.learner.threads)
     seed_everything(cfg.seed)
     model_path = resolve_model_path(cfg.model)
-    check_positions(cfg, read_model_config(model_path, cfg.model.trust_remote_code))  # before any weights load
+    hf_config = read_model_config(model_path, cfg.model.trust_remote_code)  # config.json only: no weights yet
+    cfg = fit_prompt_tokens(cfg, hf_config)  # rollout.max_prompt_tokens=0 -> positions - longest response
+    check_positions(cfg, hf_config)
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     task = make_task(cfg.task, tokenizer)
     train_set = task.train_prompts()

@@ -70,7 +70,8 @@ def make_engine(cfg: TrainConfig, model: Any, tokenizer: Any, model_path: str = 
         seqs = r.max_num_seqs or engine_max_num_seqs(
             cfg.prompts_per_rollout * cfg.group_size, r.tensor_parallel_size, launched_world_size()
         )
-        max_len = r.max_prompt_tokens + max(r.max_response_tokens, cfg.eval.max_response_tokens)
+        longest = max(r.max_response_tokens, cfg.eval.max_response_tokens)
+        max_len = r.max_prompt_tokens + longest if r.max_prompt_tokens else 0  # 0: the model's positions
         overrides = config_overrides(cfg.model, read_model_config(model_path, cfg.model.trust_remote_code))
         engine = VLLMEngine(model_path, tokenizer, r, cfg.model.dtype, cfg.seed, seqs, max_len, overrides)
         if cfg.rollout.tensor_parallel_size > 1:  # the ranks of a TP group must submit identical requests

@@ -189,7 +189,8 @@ class VLLMEngine:
         max_model_len: int = 0,
         hf_overrides: dict[str, Any] | None = None,
     ):
-        """`max_model_len`: prompt + longest response (0 = max_prompt_tokens + max_response_tokens); it must fit
+        """`max_model_len`: prompt + longest response (0 = max_prompt_tokens + max_response_tokens, or the model's
+        positions when max_prompt_tokens is 0); it must fit
         the model's positions (after `hf_overrides`), else ConfigError: prompts are never cut to fit."""
         t0 = time.perf_counter()
         self.cfg, self.tokenizer = cfg, tokenizer
@@ -201,7 +202,8 @@ class VLLMEngine:
         hf_config = AutoConfig.from_pretrained(model_path)
         hf_config = getattr(hf_config, "get_text_config", lambda: hf_config)()
         positions = (hf_overrides or {}).get("max_position_embeddings") or hf_config.max_position_embeddings
-        self.max_model_len = max_model_len or cfg.max_prompt_tokens + cfg.max_response_tokens
+        auto_len = cfg.max_prompt_tokens + cfg.max_response_tokens if cfg.max_prompt_tokens else int(positions)
+        self.max_model_len = max_model_len or auto_len
         if positions and self.max_model_len > int(positions):
             raise ConfigError(
                 f"rollout.max_prompt_tokens={cfg.max_prompt_tokens} + response tokens = {self.max_model_len} exceed "
@@ -245,9 +247,10 @@ class VLLMEngine:
         return False
 
     def encode_prompts(self, prompts: list[Prompt], max_new_tokens: int) -> list[list[int]]:
-        """Token ids of each prompt, its last `rollout.max_prompt_tokens` kept (as the HF engine). A request that
-        cannot fit the engine's `max_model_len` raises instead of being cut further."""
-        if self.cfg.max_prompt_tokens + max_new_tokens > self.max_model_len:
+        """Token ids of each prompt, its last `rollout.max_prompt_tokens` kept (0: what max_model_len leaves), as
+        the HF engine. A request that cannot fit the engine's `max_model_len` raises instead of being cut further."""
+        cap = self.cfg.max_prompt_tokens or self.max_model_len - max_new_tokens  # 0 = auto: what fits
+        if cap < 1 or cap + max_new_tokens > self.max_model_len:
             raise ConfigError(
                 f"rollout.max_prompt_tokens={self.cfg.max_prompt_tokens} + {max_new_tokens} new tokens exceed the "
                 f"engine's max_model_len={self.max_model_len}; lower the response length or the prompt length"
@@ -255,7 +258,7 @@ class VLLMEngine:
         if not prompts:
             return []
         ids = self.tokenizer([p.text for p in prompts], add_special_tokens=False)["input_ids"]
-        return [x[-self.cfg.max_prompt_tokens :] for x in ids]
+        return [x[-cap:] for x in ids]
 
     def generate(self, prompts: list[Prompt], group_ids: list[int], sampling: Sampling) -> list[Rollout]:
         """`sampling.n` rollouts per prompt, prompt-major; each carries the engine's sampled-token log-probs."""
