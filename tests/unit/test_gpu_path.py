@@ -77,7 +77,9 @@ def test_positions_check_names_the_eval_length_and_auto_prompt_fits(short_model_
     hf = read_model_config(str(short_model_dir))
     cfg = TrainConfig(model=ModelConfig(path=str(short_model_dir)))
     cfg.rollout.max_prompt_tokens, cfg.rollout.max_response_tokens, cfg.eval.max_response_tokens = 40, 16, 30
-    with pytest.raises(ConfigError, match=r"eval.max_response_tokens=30 = 70 tokens .* set eval.max_response_tokens=24"):
+    with pytest.raises(
+        ConfigError, match=r"eval.max_response_tokens=30 = 70 tokens .* set eval.max_response_tokens=24"
+    ):
         check_positions(cfg, hf)
     cfg.rollout.max_prompt_tokens = 0  # auto: the positions minus the longest response
     fitted = fit_prompt_tokens(cfg, hf)
@@ -258,7 +260,10 @@ def test_kv_cache_follows_gpu_memory_utilization_on_cuda_by_default(compose):
     assert "kv_cache_memory_bytes" not in cuda and cuda["gpu_memory_utilization"] == 0.3  # profiled
     assert cpu["kv_cache_memory_bytes"] == 256 * 2**20
     explicit = dataclasses.replace(cfg, kv_cache_gb=2.0)
-    assert engine_kwargs("/m", explicit, "bf16", 0, 64, 8, on_cuda=True, rank=0, world=1)["kv_cache_memory_bytes"] == 2 << 30
+    assert (
+        engine_kwargs("/m", explicit, "bf16", 0, 64, 8, on_cuda=True, rank=0, world=1)["kv_cache_memory_bytes"]
+        == 2 << 30
+    )
     with pytest.raises(ConfigError, match="kv_cache_gb"):
         compose(["rollout.kv_cache_gb=-2"])
 
@@ -283,8 +288,9 @@ def test_deepspeed_accumulates_gradients_in_fp32(stage):
 
 # ---- 10. the GPU extra is pinned to the tested vLLM series ------------------------------------------------
 def test_vllm_extra_is_pinned_to_the_tested_series():
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
     extras = extras["optional-dependencies"]
