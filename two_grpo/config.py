@@ -27,6 +27,8 @@ class ModelConfig:
     trust_remote_code: bool = False
     tiny_cache_dir: str = ""  # where builtin:tiny is built; "" -> $TWO_GRPO_CACHE or ~/.cache/two_grpo
     allow_pickle: bool = False  # load *.bin/*.pt (pickle) weights; off = safetensors only
+    max_position_embeddings: int = 0  # >0: written into the loaded config (learner and vLLM); 0 = the model's own
+    rope_theta: float = 0.0  # >0: RoPE base written into the loaded config (raise it with the positions)
 
 
 @dataclass
@@ -75,17 +77,21 @@ class RolloutConfig:
     top_p: float = 1.0
     top_k: int = 0  # 0 = off
     max_response_tokens: int = 12
-    max_prompt_tokens: int = 512
+    max_prompt_tokens: int = 0  # prompts keep their last N tokens; 0 = auto: model positions - longest response
     gen_rollouts_per_call: int = 512  # HF engine: generate at most this many rollouts per generate() call
     # vLLM engine (rollout/vllm_engine.py); see the README's "Rollouts on vLLM"
     dtype: str = "auto"  # auto (= model.dtype) | float32 | bfloat16 | float16: the engine's weights
-    kv_cache_gb: float = 0.25  # KV cache size; 0 = vLLM sizes it from gpu_memory_utilization (GPU only)
+    kv_cache_gb: float = (
+        -1.0
+    )  # KV cache size; -1 = auto (0.25 on CPU, from gpu_memory_utilization on CUDA); 0 = profile
     gpu_memory_utilization: float = 0.3  # share of the GPU vLLM may take (the learner shares the card)
-    max_num_seqs: int = 0  # sequences decoded together; 0 = every rollout of a rollout batch (P*G, >= 256)
+    max_num_seqs: int = (
+        0  # sequences decoded together; 0 = this engine's share of a rollout batch (P*G*TP/world, >= 256)
+    )
     max_num_batched_tokens: int = 8192  # tokens per engine step (prefill chunking)
     enforce_eager: bool = True  # False = torch.compile / CUDA graphs (long start-up, faster steps on GPU)
     enable_sleep: bool = False  # GPU: free KV cache + offload weights while the learner runs
-    sleep_level: int = 1  # 1 = offload weights to host, drop KV cache
+    sleep_level: int = 1  # 1 = offload weights to host, drop KV cache (the only level allowed: 2 drops the weights)
     tensor_parallel_size: int = 1  # >1: run under torchrun; each rank hosts its shard (external launcher)
     cache_dir: str = ""  # vLLM + inductor caches; "" -> <project cache>/vllm ($TWO_GRPO_CACHE or ~/.cache/two_grpo)
 
@@ -352,9 +358,14 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.algo.tis_cap < 0:
         raise ConfigError(f"algo.tis_cap={cfg.algo.tis_cap} must be >= 0 (0 = off; 2 is a common cap)")
     r = cfg.rollout
-    if r.tensor_parallel_size < 1 or not (0 < r.gpu_memory_utilization <= 1) or r.kv_cache_gb < 0 or r.max_num_seqs < 0:
+    if r.max_prompt_tokens < 0:
         raise ConfigError(
-            "rollout: need tensor_parallel_size >= 1, 0 < gpu_memory_utilization <= 1, kv_cache_gb >= 0, "
+            f"rollout.max_prompt_tokens={r.max_prompt_tokens} must be >= 0 (0 = what the positions allow)"
+        )
+    bad_kv = r.kv_cache_gb < 0 and r.kv_cache_gb != -1
+    if r.tensor_parallel_size < 1 or not (0 < r.gpu_memory_utilization <= 1) or bad_kv or r.max_num_seqs < 0:
+        raise ConfigError(
+            "rollout: need tensor_parallel_size >= 1, 0 < gpu_memory_utilization <= 1, kv_cache_gb >= 0 or -1 (auto), "
             f"max_num_seqs >= 0 (got {r.tensor_parallel_size}, {r.gpu_memory_utilization}, {r.kv_cache_gb}, "
             f"{r.max_num_seqs})"
         )
@@ -369,3 +380,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"plan.gpus={cfg.plan.gpus} and plan.device_memory_gb={cfg.plan.device_memory_gb} must be >= 0 (0 = auto)"
         )
+    if r.sleep_level != 1:
+        raise ConfigError(
+            f"rollout.sleep_level={r.sleep_level}: only level 1 is supported (level 2 discards the weights, and the "
+            "engine would serve garbage after waking); set rollout.sleep_level=1"
+        )
+    m = cfg.model
+    if m.max_position_embeddings < 0 or m.rope_theta < 0:
+        raise ConfigError("model.max_position_embeddings and model.rope_theta must be >= 0 (0 = the model's own)")

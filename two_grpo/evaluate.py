@@ -49,13 +49,13 @@ def evaluate(
 ) -> dict[str, float]:
     """`eval/<name>/mean@k` (mean reward), `eval/<name>/pass@k` (reward 1.0 counts as solved) and the predicted
     zero-variance fractions; `name` defaults to the scorer's task."""
-    if not prompts:
-        return {}
     k = cfg.samples_per_prompt
     sampling = Sampling(
         n=k, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=max_new_tokens, seed=seed
     )
-    rollouts = engine.generate(prompts, list(range(len(prompts))), sampling)
+    rollouts = engine.generate(prompts, list(range(len(prompts))), sampling)  # even for none: may be collective
+    if not prompts:
+        return {}
     report = scorer.score(rollouts, {p.prompt_id: p for p in prompts})
     per_prompt: dict[int, list[float]] = {}
     for r, reward in zip(rollouts, report.rewards):

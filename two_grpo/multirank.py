@@ -186,12 +186,13 @@ def rank_extras(line: dict[str, Any], dist: DistContext) -> dict[str, float]:
 
 def sharded_eval(run_one, eval_set: list[Prompt], dist: DistContext) -> dict[str, float]:
     """Each rank evaluates a contiguous slice; the prompt-weighted mean of every metric (exact for Mean@k,
-    Pass@k, which are means over prompts)."""
+    Pass@k, which are means over prompts). `run_one` runs on every rank, an empty slice included: the engine's
+    `generate` may be collective (a TP group gathers its members' requests), so no rank may skip it."""
     if not dist.active:
         return run_one(eval_set)
     per = -(-len(eval_set) // dist.world_size)
     mine = eval_set[dist.rank * per : (dist.rank + 1) * per]
-    parts = dist.all_gather_object((run_one(mine) if mine else {}, len(mine)))
+    parts = dist.all_gather_object((run_one(mine), len(mine)))
     total = sum(n for _, n in parts)
     keys = next((list(m) for m, n in parts if n), [])
     return {k: sum(m[k] * n for m, n in parts if n) / total for k in keys} if total else {}

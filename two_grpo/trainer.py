@@ -32,7 +32,14 @@ from two_grpo.evaluate import Evaluator, load_benchmarks
 from two_grpo.final_model import save_final
 from two_grpo.guards import NonFiniteGuard, Preempted, PreemptionFlag, check_reward_failures
 from two_grpo.learner import make_learner
-from two_grpo.models import load_model, load_tokenizer, resolve_model_path
+from two_grpo.models import (
+    check_positions,
+    fit_prompt_tokens,
+    load_model,
+    load_tokenizer,
+    read_model_config,
+    resolve_model_path,
+)
 from two_grpo.rewards import RewardScorer
 from two_grpo.rollout import engine_report, make_engine
 from two_grpo.rollout.base import train_sampling
@@ -138,6 +145,9 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     seed_everything(cfg.seed)
     plan_lines = memory_plan_lines(cfg)  # refuses (ConfigError) a plan that exceeds the GPU, before any load
     model_path = resolve_model_path(cfg.model)
+    hf_config = read_model_config(model_path, cfg.model.trust_remote_code)  # config.json only: no weights yet
+    cfg = fit_prompt_tokens(cfg, hf_config)  # rollout.max_prompt_tokens=0 -> positions - longest response
+    check_positions(cfg, hf_config)
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     task = make_task(cfg.task, tokenizer)
     train_set = task.train_prompts()

@@ -23,7 +23,8 @@ def test_paper_presets_hold_the_paper_settings(compose):
     assert (g2.group_size, g2.prompts_per_minibatch, g2.lr) == (2, 256, 8e-6)
     for c in (g16, g2):
         assert (c.algo.clip_low, c.algo.clip_high) == (0.2, 0.28)
-        assert (c.rollout.temperature, c.rollout.top_p, c.rollout.max_response_tokens) == (1.0, 1.0, 4096)
+        assert (c.rollout.temperature, c.rollout.top_p, c.rollout.max_response_tokens) == (1.0, 1.0, 3072)
+        assert c.rollout.max_prompt_tokens + c.eval.max_response_tokens <= 4096  # Qwen2.5-Math-1.5B positions
         assert (c.learner.warmup_steps, c.budget.max_epochs, c.model.path) == (10, 10, "Qwen/Qwen2.5-Math-1.5B")
         assert c.task.name == "math"
         assert not c.rollout.enforce_eager  # GPU runs: vLLM's compiled model and CUDA graphs

@@ -28,7 +28,8 @@ def _engine(model_dir: Path, **overrides):
     from two_grpo.models import load_tokenizer
     from two_grpo.rollout.vllm_engine import VLLMEngine
 
-    cfg = RolloutConfig(backend="vllm", dtype="float32", kv_cache_gb=0.0, gpu_memory_utilization=0.2, **overrides)
+    settings = {"backend": "vllm", "dtype": "float32", "kv_cache_gb": 0.0, "gpu_memory_utilization": 0.2}
+    cfg = RolloutConfig(**{**settings, **overrides})  # overrides win (dtype=... used to be passed twice)
     return VLLMEngine(str(model_dir), load_tokenizer(str(model_dir)), cfg, "float32", seed=0, max_num_seqs=64)
 
 

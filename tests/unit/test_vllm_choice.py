@@ -47,6 +47,7 @@ def test_bad_vllm_values_fail_at_compose_with_the_key(compose):
 
 def test_engine_kwargs_cpu_single_process(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
     cfg = RolloutConfig(backend="vllm", kv_cache_gb=0.5)
     kw = engine_kwargs("/m", cfg, "float32", seed=3, max_model_len=140, max_num_seqs=256)
     assert kw["dtype"] == "float32" and kw["seed"] == 3 and kw["max_model_len"] == 140
@@ -61,7 +62,7 @@ def test_engine_kwargs_tensor_parallel_uses_the_external_launcher(monkeypatch):
     kw = engine_kwargs("/m", cfg, "float32", seed=0, max_model_len=4096, max_num_seqs=256)
     assert kw["dtype"] == "bfloat16" and "kv_cache_memory_bytes" not in kw
     assert kw["distributed_executor_backend"] == "external_launcher" and kw["tensor_parallel_size"] == 2
-    assert kw["data_parallel_size"] == 2  # 4 torchrun ranks / TP 2
+    assert "data_parallel_size" not in kw  # each TP group is its own engine (no lockstep vLLM DP group)
 
 
 def test_checkpoint_names_drop_wrapper_prefixes():

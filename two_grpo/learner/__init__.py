@@ -10,11 +10,11 @@ from two_grpo.config import TrainConfig
 def make_learner(cfg: TrainConfig, model: Any, engine_shares_model: bool = True):
     """`engine_shares_model`: the rollout engine samples from `model` itself (ZeRO-3 then trains a copy)."""
     if cfg.learner.backend == "torch":
+        from two_grpo.dist import init_dist
         from two_grpo.learner.torch_learner import TorchLearner
 
-        if cfg.learner.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        return TorchLearner(model, cfg.learner, cfg.lr, cfg.algo, cfg.rollout.temperature)
+        device = init_dist().device  # this rank's GPU when CUDA is available
+        return TorchLearner(model, cfg.learner, cfg.lr, cfg.algo, cfg.rollout.temperature, device)
     if cfg.learner.backend == "deepspeed":
         from two_grpo.learner.deepspeed_learner import DeepSpeedLearner
 

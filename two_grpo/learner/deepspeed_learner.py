@@ -31,6 +31,7 @@ import torch
 from two_grpo.batch import TrainBatch
 from two_grpo.config import TrainConfig
 from two_grpo.dist import ensure_process_group
+from two_grpo.learner.device import batch_to
 from two_grpo.learner.ds_config import deepspeed_config, warmup_constant
 from two_grpo.learner.micro import micro_batches
 from two_grpo.learner.step import accumulate, forward_logprobs, micro_batch_loss, summarize
@@ -80,6 +81,7 @@ class DeepSpeedLearner:
             lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),
             config=self.ds_config,
         )
+        self._place_reference()
         self.skipped_updates = 0
 
     # ---- scoring -------------------------------------------------------------------------------------------
@@ -172,22 +174,13 @@ class DeepSpeedLearner:
         return self._dummy_batch
 
     def _to_device(self, b: TrainBatch) -> TrainBatch:
-        dev = self.engine.device
-        if dev.type == "cpu":
-            return b
+        """Every field of `b` (behav_logp included) on the engine's device."""
+        return batch_to(b, self.engine.device)
 
-        def mv(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(dev, non_blocking=True)
-
-        return TrainBatch(
-            input_ids=mv(b.input_ids),
-            attention_mask=mv(b.attention_mask),
-            loss_mask=mv(b.loss_mask),
-            adv=mv(b.adv),
-            group_ids=b.group_ids,
-            old_logp=mv(b.old_logp),
-            ref_logp=mv(b.ref_logp),
-        )
+    def _place_reference(self) -> None:
+        """The frozen reference model (kl_coef > 0) on the engine's device, so its forward does not mix devices."""
+        if self.ref_model is not None:
+            self.ref_model.to(self.engine.device)
 
     # ---- weights and state ---------------------------------------------------------------------------------
     def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:

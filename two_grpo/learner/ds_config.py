@@ -10,7 +10,7 @@ micro-batch (their number can vary when zero-variance groups are dropped) and ca
 `scale_wrt_gas=False`, because our micro-batch losses are already divided by the whole mini-batch normaliser.
 
 Precision follows `model.dtype` (bfloat16 -> bf16 with fp32 master weights, float16 -> fp16 with dynamic loss
-scaling, float32 -> fp32). The optimizer is our own torch AdamW (same update as the torch learner) unless the
+scaling, float32 -> fp32); gradients always accumulate in fp32 (`data_types.grad_accum_dtype`). The optimizer is our own torch AdamW (same update as the torch learner) unless the
 optimizer is offloaded, where DeepSpeed's CPU AdamW runs the step. The warm-up-then-constant schedule is
 passed to `deepspeed.initialize` as a client scheduler, so it is not in this dict either.
 """
@@ -53,6 +53,8 @@ def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
         "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,
         "zero_force_ds_cpu_optimizer": False,
+        # accumulate micro-batch gradients in fp32 (else DeepSpeed accumulates in the model's dtype, bf16)
+        "data_types": {"grad_accum_dtype": "fp32"},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }

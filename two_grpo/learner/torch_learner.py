@@ -15,12 +15,25 @@ import torch
 
 from two_grpo.batch import TrainBatch
 from two_grpo.config import AlgoConfig, LearnerConfig
+from two_grpo.learner.device import batch_to
 from two_grpo.learner.micro import micro_batches
 from two_grpo.learner.step import accumulate, forward_logprobs, micro_batch_loss, summarize
 
 
 class TorchLearner:
-    def __init__(self, model: Any, cfg: LearnerConfig, lr: float, algo: AlgoConfig, temperature: float):
+    def __init__(
+        self,
+        model: Any,
+        cfg: LearnerConfig,
+        lr: float,
+        algo: AlgoConfig,
+        temperature: float,
+        device: torch.device | str = "cpu",
+    ):
+        """`device`: where the model, its reference copy and every micro-batch live (`dist.device`: the GPU of
+        this rank when CUDA is available). The model is moved in place, so an engine sharing it follows."""
+        self.device = torch.device(device)
+        model.to(self.device)
         self.model, self.cfg, self.algo, self.temperature = model, cfg, algo, temperature
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
@@ -53,8 +66,10 @@ class TorchLearner:
     def _logprobs(self, model: Any, batch: TrainBatch) -> torch.Tensor:
         out = torch.zeros_like(batch.loss_mask)
         for idx, micro in self._micro_batches(batch):
-            logp, _ = forward_logprobs(model, micro, self.temperature, chunk_tokens=self.cfg.logits_chunk_tokens)
-            out[idx, : logp.shape[1]] = logp
+            logp, _ = forward_logprobs(
+                model, self._to_device(micro), self.temperature, chunk_tokens=self.cfg.logits_chunk_tokens
+            )
+            out[idx, : logp.shape[1]] = logp.float().to(out.device)
         return out
 
     def _micro_batches(self, batch: TrainBatch) -> list[tuple[torch.Tensor, TrainBatch]]:
@@ -67,8 +82,9 @@ class TorchLearner:
         sums: dict[str, float] = {}
         for _, micro in self._micro_batches(mb):
             loss, metrics = micro_batch_loss(
-                self.model, micro, self.algo, self.temperature, n_tok, n_seq, self.cfg.logits_chunk_tokens
-            )
+                self.model, self._to_device(micro), self.algo, self.temperature, n_tok, n_seq,
+                self.cfg.logits_chunk_tokens,
+            )  # fmt: skip
             loss.backward()
             accumulate(sums, metrics)
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
@@ -85,6 +101,10 @@ class TorchLearner:
         out.update({"optim/grad_norm": grad_norm, "optim/lr": lr, "optim/skipped": float(skipped)})
         out["loss/clip_frac"] = out.get("loss/clip_frac_low", 0.0) + out.get("loss/clip_frac_high", 0.0)
         return out
+
+    def _to_device(self, b: TrainBatch) -> TrainBatch:
+        """Every field of `b` on the learner's device."""
+        return batch_to(b, self.device)
 
     def save_state(self, folder: Path) -> None:
         """Model weights (model.safetensors), optimizer and lr-schedule state into `folder` (exists)."""

@@ -62,8 +62,18 @@ def make_engine(cfg: TrainConfig, model: Any, tokenizer: Any, model_path: str = 
             raise ConfigError("rollout.enable_sleep=true: vLLM sleep mode needs a CUDA GPU; set it to false on CPU")
         if not model_path:
             raise ValueError("make_engine(rollout=vllm) needs model_path (vLLM loads the model itself)")
-        seqs = cfg.rollout.max_num_seqs or max(256, cfg.prompts_per_rollout * cfg.group_size)
-        engine = VLLMEngine(model_path, tokenizer, cfg.rollout, cfg.model.dtype, cfg.seed, seqs)
+        from two_grpo.dist import launched_world_size
+        from two_grpo.models import config_overrides, read_model_config
+        from two_grpo.rollout.vllm_engine import engine_max_num_seqs
+
+        r = cfg.rollout
+        seqs = r.max_num_seqs or engine_max_num_seqs(
+            cfg.prompts_per_rollout * cfg.group_size, r.tensor_parallel_size, launched_world_size()
+        )
+        longest = max(r.max_response_tokens, cfg.eval.max_response_tokens)
+        max_len = r.max_prompt_tokens + longest if r.max_prompt_tokens else 0  # 0: the model's positions
+        overrides = config_overrides(cfg.model, read_model_config(model_path, cfg.model.trust_remote_code))
+        engine = VLLMEngine(model_path, tokenizer, r, cfg.model.dtype, cfg.seed, seqs, max_len, overrides)
         if cfg.rollout.tensor_parallel_size > 1:  # the ranks of a TP group must submit identical requests
             from two_grpo.dist import init_dist
             from two_grpo.rollout.tp_group import TPGroupEngine

