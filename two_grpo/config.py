@@ -116,6 +116,7 @@ class AlgoConfig:
     advantage: str = "grpo"  # grpo | dr_grpo | batch_std | sign | rloo
     adv_std: str = "population"  # population | sample  (grpo only)
     adv_eps: float = 1e-6
+    batch_std_of: str = "centered"  # batch_std only: rewards (TRL scale_rewards="batch") | centered (r - mean_g)
     drop_zero_var_groups: bool = False
     clip: bool = True
     clip_low: float = 0.2
@@ -210,6 +211,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "learner.backend": ("torch", "deepspeed"),
     "algo.advantage": ("grpo", "dr_grpo", "batch_std", "sign", "rloo"),
     "algo.adv_std": ("population", "sample"),
+    "algo.batch_std_of": ("rewards", "centered"),
     "algo.loss_agg": ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum"),
     "algo.kl_estimator": ("k1", "k3"),
     "algo.old_logp_source": ("learner", "engine"),
