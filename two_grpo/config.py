@@ -161,6 +161,7 @@ class EvalConfig:
     top_p: float = 1.0
     top_k: int = 0
     every_steps: int = 0  # 0 = only at start and end
+    every_rollouts: int = 0  # also eval each time the rollouts total crosses a multiple of this (equal budgets)
     max_response_tokens: int = 0  # 0 = rollout.max_response_tokens (the paper evaluates at 4096)
     benchmarks: dict[str, BenchmarkConfig] = field(default_factory=dict)  # name -> benchmark (conf/eval/math_suite)
 
@@ -350,3 +351,8 @@ def validate(cfg: TrainConfig) -> None:
         )
     if cfg.eval.samples_per_prompt < 1:
         raise ConfigError(f"eval.samples_per_prompt={cfg.eval.samples_per_prompt} must be >= 1")
+    if cfg.eval.every_rollouts < 0 or cfg.eval.every_steps < 0:
+        raise ConfigError(
+            f"eval.every_steps={cfg.eval.every_steps} and eval.every_rollouts={cfg.eval.every_rollouts} must be "
+            ">= 0 (0 = off)"
+        )
