@@ -93,6 +93,9 @@ def plot_all(configs: list[Config], metric: str, out_dir: Path) -> list[Path]:
                 for c in configs
             }
             x_max = max((p[0] for ss in all_series.values() for s in ss for p in s), default=0.0)
+            if not any(s for ss in all_series.values() for s in ss):  # the runs did not log this axis
+                plt.close(fig)
+                continue
             grid = np.linspace(0.0, x_max, GRID_POINTS) if x_max > 0 else np.zeros(1)
             for i, c in enumerate(configs):
                 series = all_series[c.name]
