@@ -203,7 +203,12 @@ def cmd_report(argv: list[str]) -> int:
     pass_ks = {c.name: rc.pass_at_ks_of(c, bench) for c in configs} if metric else {}
     pass_ks = pass_ks if pass_ks and all(pass_ks.values()) else {}
     head, main, sig_head, sig = build_tables(rows, base, metrics, metric, args.last_n, pass_ks)
-    verdicts, notes = rc.compare_all(configs, base_cfg, metric, min_effect) if metric and base_cfg else ([], [])
+    by_name = {c.name: c for c in configs}
+    pairs = [(by_name[a], by_name[b]) for a, b in plan.get("comparisons") or [] if a in by_name and b in by_name]
+    if metric and (pairs or base_cfg):
+        verdicts, notes = rc.compare_all(configs, base_cfg, metric, min_effect, pairs=pairs or None)
+    else:
+        verdicts, notes = [], []
     first = args.paths[0]
     out = args.out or (
         first / "report" if (first / "plan.json").is_file() else Path("reports") / time.strftime("%Y%m%d-%H%M%S")

@@ -115,17 +115,22 @@ class Verdict:
 
 
 def compare_all(
-    configs: list[Config], base: Config, metric: str, min_effect: float, seed: int = 0
+    configs: list[Config],
+    base: Config | None,
+    metric: str,
+    min_effect: float,
+    seed: int = 0,
+    pairs: list[tuple[Config, Config]] | None = None,
 ) -> tuple[list[Verdict], list[str]]:
-    """Every configuration vs the baseline at the end of training and, when the totals differ, at equal
-    rollouts (the smaller total; each run's eval nearest it). Holm over all the report's comparisons.
-    Returns (verdicts, notes on comparisons that could not be made)."""
+    """Every configuration vs the baseline (or the given (config, reference) pairs) at the end of training
+    and, when the totals differ, at equal rollouts (the smaller total; each run's eval nearest it). Holm over
+    all the report's comparisons. Returns (verdicts, notes on comparisons that could not be made)."""
     bench = metric_benchmark(metric)
     out: list[Verdict] = []
     notes: list[str] = []
-    for c in configs:
-        if c is base:
-            continue
+    if pairs is None:
+        pairs = [(c, base) for c in configs if base is not None and c is not base]
+    for c, base in pairs:
         ra, rb = final_rollouts(c), final_rollouts(base)
         equal = abs(ra - rb) <= 0.01 * max(ra, rb)
         budgets: list[tuple[str, float | None]] = [
