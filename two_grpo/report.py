@@ -172,7 +172,9 @@ def cmd_report(argv: list[str]) -> int:
         "--min-effect", type=float, default=None, help=f"report.min_effect, 0..1 (default the preset's or {MIN_EFFECT})"
     )
     parser.add_argument("--last-n", type=int, default=LAST_N, help=f"evals in 'mean of last N' (default {LAST_N})")
-    parser.add_argument("--target", type=float, default=TARGET_SHARE, help="target = this share of the baseline's final")
+    parser.add_argument(
+        "--target", type=float, default=TARGET_SHARE, help="target = this share of the baseline's final"
+    )
     parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args(argv)
     try:

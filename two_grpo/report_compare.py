@@ -36,9 +36,7 @@ def eval_points(run: Run, bench: str) -> list[tuple[int, dict[str, list[float]]]
     for o in run.outcomes:
         if bench not in ("", "avg") and o.get("benchmark") != bench:
             continue
-        points.setdefault((int(o["step"]), int(o["rollouts"])), {})[f"{o['benchmark']}/{o['prompt_id']}"] = o[
-            "rewards"
-        ]
+        points.setdefault((int(o["step"]), int(o["rollouts"])), {})[f"{o['benchmark']}/{o['prompt_id']}"] = o["rewards"]
     return [(r, scores) for (_, r), scores in sorted(points.items())]
 
 
@@ -212,7 +210,7 @@ def equal_budget_rows(
         "config",
         f"{metric.removeprefix('eval/')} at {r_min:,.0f} rollouts (%)",
         f"rollouts to {100 * target_share:g}% of baseline final",
-        f"train time to it (s)",
+        "train time to it (s)",
     ]
     rows = []
     for c in configs:

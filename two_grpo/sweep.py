@@ -195,7 +195,13 @@ def print_advantage_examples(members: list[Member], proj: dict) -> None:
 
 
 def write_plan(
-    sweep_dir: Path, preset_name: str, preset: Any, members: list[Member], proj: dict, argv: list[str], parallel: int = 1
+    sweep_dir: Path,
+    preset_name: str,
+    preset: Any,
+    members: list[Member],
+    proj: dict,
+    argv: list[str],
+    parallel: int = 1,
 ):
     sweep_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -208,7 +214,8 @@ def write_plan(
         "description": preset.description,
         "baseline": preset.baseline,
         "claim": preset.claim,
-        "budget": preset.budget + (f" (matched: {', '.join(preset.matched_members)})" if preset.matched_members else ""),
+        "budget": preset.budget
+        + (f" (matched: {', '.join(preset.matched_members)})" if preset.matched_members else ""),
         "min_effect": preset.min_effect,
         "comparisons": preset.comparisons,
         "parallel": parallel,
@@ -265,6 +272,9 @@ def cmd_sweep(argv: list[str]) -> int:
         seeds = keys.get("seeds", preset.seeds)
         members = plan_members(preset, cli, seeds)
         names = {m.name for m in members}
+        if preset.only:  # a subset: keep the comparisons (and the baseline) it still contains
+            preset.comparisons = [pair for pair in preset.comparisons if set(pair) <= names]
+            preset.matched_members = [n for n in preset.matched_members if n in names]
         if preset.baseline and preset.baseline not in names:
             raise ConfigError(f"sweep preset {keys['sweep']}: baseline {preset.baseline!r} is not a member")
         bad = [pair for pair in preset.comparisons if len(pair) != 2 or not set(pair) <= names]

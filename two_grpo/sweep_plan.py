@@ -66,6 +66,7 @@ class SweepPreset:
     scale: str = ""  # which of `scales` (e.g. paper | cpu): sweep.scale=cpu
     comparisons: list[list[str]] = field(default_factory=list)  # [[config, reference], ...]; [] = all vs baseline
     alias: str = ""  # this preset is another preset's old name
+    only: list[str] = field(default_factory=list)  # run just these members (sweep.only=[g16,g2]); [] = all
 
 
 @dataclass
@@ -147,6 +148,11 @@ def member_overrides(p: SweepPreset) -> tuple[list[str], dict[str, list[str]]]:
                 continue  # every rule gives the base lr there: one member, named constant
             lr = scaled_lr(rule, p.lr_base, p.lr_base_prompts, m)
             members[f"m{m}_{rule}"] = [f"prompts_per_minibatch={m}", f"lr={lr:.4g}"]
+    if p.only:
+        unknown = [n for n in p.only if n not in members]
+        if unknown:
+            raise ConfigError(f"sweep.only: {', '.join(unknown)} not a member; members: {', '.join(members)}")
+        members = {n: o for n, o in members.items() if n in p.only}
     if not members:
         raise ConfigError("the sweep preset has no members (members:, group_sizes: or lr_rules:)")
     return common, members

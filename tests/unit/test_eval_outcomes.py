@@ -81,3 +81,17 @@ def test_evaluator_writes_one_line_per_prompt_with_budget_and_due_in_rollouts(tm
     assert [(x["step"], x["rollouts"], x["prompt_id"]) for x in lines] == [(7, 384, 10), (7, 384, 11), (7, 384, 12)]
     assert lines[0]["rewards"] == [1.0, 0.0] and lines[1]["rewards"] == [1.0, 1.0]  # 10 % 3 = 1, 11 % 3 = 2
     assert ev.due(3, 4, 200, 300) and not ev.due(3, 4, 256, 500) and ev.due(3, 4, 500, 512)
+
+
+def test_resume_cuts_eval_outcomes_back_to_the_checkpoint(tmp_path):
+    from two_grpo.dist import DistContext
+    from two_grpo.trainer import prepare_resume
+
+    lines = [{"step": s, "rollouts": 10 * s, "benchmark": "arith", "prompt_id": p, "rewards": [1.0]}
+             for s in (0, 4, 8) for p in (1, 2)]  # fmt: skip
+    (tmp_path / "eval_outcomes.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    ckpt = SimpleNamespace(step=4, path=tmp_path / "checkpoints" / "step_4")
+    ckpts = SimpleNamespace(clean_partial=lambda: [], latest=lambda: ckpt)
+    assert prepare_resume(tmp_path, ckpts, DistContext()) is ckpt
+    kept = [json.loads(x) for x in (tmp_path / "eval_outcomes.jsonl").read_text().splitlines()]
+    assert [(x["step"], x["prompt_id"]) for x in kept] == [(0, 1), (0, 2), (4, 1), (4, 2)]  # step 8 is redone
