@@ -146,7 +146,8 @@ def write_csv(path: Path, rows: list[dict[str, Any]], base: dict[str, Any] | Non
     extra = ["rollouts_pct", "tokens_pct", "steps_pct", "time_pct", "metric_pct"] if base is not None else []
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(labels + [c for k in keys for c in (k, f"{k} ci95")] + [f"{e} vs baseline" for e in extra])
+        names = [k.replace("best ", "best (optimistic, max over evals) ", 1) for k in keys]
+        w.writerow(labels + [c for k in names for c in (k, f"{k} ci95")] + [f"{e} vs baseline" for e in extra])
         for r in rows:
             rat = ratios(r, base, metric) if base is not None else {}
             w.writerow([r[k] for k in labels] + [v for k in keys for v in r[k]] + [rat[e] for e in extra])
@@ -208,7 +209,10 @@ def cmd_report(argv: list[str]) -> int:
     by_name = {c.name: c for c in configs}
     pairs = [(by_name[a], by_name[b]) for a, b in plan.get("comparisons") or [] if a in by_name and b in by_name]
     if metric and (pairs or base_cfg):
-        verdicts, notes = rc.compare_all(configs, base_cfg, metric, min_effect, pairs=pairs or None)
+        end_label = "at equal epochs" if plan.get("budget") == "epochs" else "at the end of training"
+        verdicts, notes = rc.compare_all(
+            configs, base_cfg, metric, min_effect, pairs=pairs or None, end_label=end_label
+        )
     else:
         verdicts, notes = [], []
     first = args.paths[0]

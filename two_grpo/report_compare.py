@@ -119,6 +119,7 @@ def compare_all(
     min_effect: float,
     seed: int = 0,
     pairs: list[tuple[Config, Config]] | None = None,
+    end_label: str = "at the end of training",
 ) -> tuple[list[Verdict], list[str]]:
     """Every configuration vs the baseline (or the given (config, reference) pairs) at the end of training
     and, when the totals differ, at equal rollouts (the smaller total; each run's eval nearest it). Holm over
@@ -133,7 +134,7 @@ def compare_all(
         equal = abs(ra - rb) <= 0.01 * max(ra, rb)
         budgets: list[tuple[str, float | None]] = [
             (
-                "at equal rollouts" if equal else f"at the end of training ({ra:,.0f} vs {rb:,.0f} rollouts)",
+                "at equal rollouts" if equal else f"{end_label} ({ra:,.0f} vs {rb:,.0f} rollouts)",
                 None,
             )
         ]
