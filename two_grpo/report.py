@@ -1,8 +1,8 @@
 """`two-grpo report <SWEEP_DIR | RUN_DIR | FOLDER_OF_RUNS ...> [--baseline NAME] [--out DIR] [--metric KEY]`
 
 Verdicts first: every configuration against the baseline as paired differences over shared seeds and eval
-prompts (eval_outcomes.jsonl), at the end of training and at equal rollouts, with bootstrap intervals, Holm-
-adjusted p-values and one line in words each (better / worse / equivalent / no difference resolved, with the
+prompts (eval_outcomes.jsonl), at the end of training and at equal rollouts, with bootstrap intervals,
+Holm-adjusted p-values and one line in words each (better / worse / equivalent / no difference resolved, with the
 seeds that would resolve it). Then one row per configuration (runs that differ only in seed): final eval and
 the mean of the last N evals with exact t intervals clipped to [0, 100]%, IQM over seeds, Pass@1..k, rollouts,
 tokens, optimizer steps, wall-clock per phase and the share of the baseline's budget; equal-budget tables
