@@ -55,7 +55,7 @@ format: install ## ruff format + autofix
 config: install ## print the composed config of EXP (default paper_2grpo)
 	$(BIN)/two-grpo train experiment=$(EXP) --cfg job
 
-sweep: install ## run a sweep preset and report it (SWEEP=smoke|paper|matched|group_size|batch_lr, ARGS=overrides)
+sweep: install ## run a sweep preset and report it (SWEEP=smoke|study|paper|critique|table4|group_size|batch_lr, ARGS=overrides)
 	$(BIN)/two-grpo sweep sweep=$(SWEEP) dir=sweeps/$(SWEEP) $(ARGS)
 	$(BIN)/two-grpo report sweeps/$(SWEEP)
 

@@ -124,6 +124,7 @@ class AlgoConfig:
     advantage: str = "grpo"  # grpo | dr_grpo | batch_std | sign | rloo
     adv_std: str = "population"  # population | sample  (grpo only)
     adv_eps: float = 1e-6
+    batch_std_of: str = "centered"  # batch_std only: rewards (TRL scale_rewards="batch") | centered (r - mean_g)
     drop_zero_var_groups: bool = False
     clip: bool = True
     clip_low: float = 0.2
@@ -168,6 +169,7 @@ class EvalConfig:
     top_p: float = 1.0
     top_k: int = 0
     every_steps: int = 0  # 0 = only at start and end
+    every_rollouts: int = 0  # also eval each time the rollouts total crosses a multiple of this (equal budgets)
     max_response_tokens: int = 0  # 0 = rollout.max_response_tokens (the paper evaluates at 4096)
     benchmarks: dict[str, BenchmarkConfig] = field(default_factory=dict)  # name -> benchmark (conf/eval/math_suite)
 
@@ -228,6 +230,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "learner.backend": ("torch", "deepspeed"),
     "algo.advantage": ("grpo", "dr_grpo", "batch_std", "sign", "rloo"),
     "algo.adv_std": ("population", "sample"),
+    "algo.batch_std_of": ("rewards", "centered"),
     "algo.loss_agg": ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum"),
     "algo.kl_estimator": ("k1", "k3"),
     "algo.old_logp_source": ("learner", "engine"),
@@ -388,3 +391,8 @@ def validate(cfg: TrainConfig) -> None:
     m = cfg.model
     if m.max_position_embeddings < 0 or m.rope_theta < 0:
         raise ConfigError("model.max_position_embeddings and model.rope_theta must be >= 0 (0 = the model's own)")
+    if cfg.eval.every_rollouts < 0 or cfg.eval.every_steps < 0:
+        raise ConfigError(
+            f"eval.every_steps={cfg.eval.every_steps} and eval.every_rollouts={cfg.eval.every_rollouts} must be "
+            ">= 0 (0 = off)"
+        )

@@ -46,9 +46,11 @@ def evaluate(
     max_new_tokens: int,
     seed: int,
     name: str | None = None,
+    outcomes: list[dict[str, Any]] | None = None,
 ) -> dict[str, float]:
     """`eval/<name>/mean@k` (mean reward), `eval/<name>/pass@k` (reward 1.0 counts as solved) and the predicted
-    zero-variance fractions; `name` defaults to the scorer's task."""
+    zero-variance fractions; `name` defaults to the scorer's task. `outcomes`, when given, receives one
+    {"benchmark", "prompt_id", "rewards": [k floats]} per prompt (the raw material of paired statistics)."""
     k = cfg.samples_per_prompt
     sampling = Sampling(
         n=k, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, max_new_tokens=max_new_tokens, seed=seed
@@ -63,6 +65,11 @@ def evaluate(
     mean = sum(report.rewards) / len(report.rewards)
     passk = sum(pass_at_k(len(v), sum(x == 1.0 for x in v), k) for v in per_prompt.values()) / len(per_prompt)
     name = name or scorer.task.name
+    if outcomes is not None:
+        outcomes += [
+            {"benchmark": name, "prompt_id": prompts[i].prompt_id, "rewards": [float(x) for x in v]}
+            for i, v in sorted(per_prompt.items())
+        ]
     out = {f"eval/{name}/mean@{k}": mean, f"eval/{name}/pass@{k}": passk}
     for g in PREDICT_GROUP_SIZES:
         if g <= k:
@@ -110,20 +117,30 @@ def load_benchmarks(cfg: TrainConfig, tokenizer: Any, task: Any, task_scorer: Re
 
 
 def evaluate_suite(
-    engine: RolloutEngine, suite: list[Benchmark], cfg: TrainConfig, seed: int, dist: Any = None
+    engine: RolloutEngine,
+    suite: list[Benchmark],
+    cfg: TrainConfig,
+    seed: int,
+    dist: Any = None,
+    outcomes: list[dict[str, Any]] | None = None,
 ) -> dict[str, float]:
     """Every benchmark of the suite, plus `eval/avg/mean@k` and `eval/avg/pass@k` when there are several.
-    With several ranks (`dist`), each rank scores a slice of every benchmark (metrics are means over prompts)."""
+    With several ranks (`dist`), each rank scores a slice of every benchmark (metrics are means over prompts);
+    `outcomes` (per-prompt rewards, see `evaluate`) then holds every rank's prompts, gathered in rank order."""
     from two_grpo.multirank import sharded_eval
 
     max_new = cfg.eval.max_response_tokens or cfg.rollout.max_response_tokens
     out: dict[str, float] = {}
+    mine: list[dict[str, Any]] | None = [] if outcomes is not None else None
     for b in suite:
 
         def run_one(prompts: list[Prompt], b: Benchmark = b) -> dict[str, float]:
-            return evaluate(engine, b.scorer, prompts, cfg.eval, max_new, seed, name=b.name)
+            return evaluate(engine, b.scorer, prompts, cfg.eval, max_new, seed, name=b.name, outcomes=mine)
 
         out.update(sharded_eval(run_one, b.prompts, dist) if dist is not None else run_one(b.prompts))
+    if outcomes is not None and mine is not None:
+        active = dist is not None and dist.active
+        outcomes += [o for part in dist.all_gather_object(mine) for o in part] if active else mine
     k = cfg.eval.samples_per_prompt
     if len(suite) > 1:
         for metric in (f"mean@{k}", f"pass@{k}"):
@@ -132,26 +149,51 @@ def evaluate_suite(
     return out
 
 
+OUTCOMES_FILE = "eval_outcomes.jsonl"
+
+
 class Evaluator:
-    """Runs the suite at start, every `eval.every_steps` optimizer steps and at the end; logs one line per eval
-    (Tracker.log_eval: run_dir/eval.jsonl and wandb) with the budget spent so far (step, rollouts, tokens, time)."""
+    """Runs the suite at start, every `eval.every_steps` optimizer steps or `eval.every_rollouts` rollouts and at
+    the end; logs one line per eval (Tracker.log_eval: run_dir/eval.jsonl and wandb) with the budget spent so far
+    (step, rollouts, tokens, time), and, when `outcomes_path` is set (rank 0), one line per eval prompt to it
+    (eval_outcomes.jsonl: step, rollouts, benchmark, prompt_id, the k rewards)."""
 
     def __init__(
-        self, cfg: TrainConfig, suite: list[Benchmark], tracker: Any = None, task_scorer: Any = None, dist: Any = None
+        self,
+        cfg: TrainConfig,
+        suite: list[Benchmark],
+        tracker: Any = None,
+        task_scorer: Any = None,
+        dist: Any = None,
+        outcomes_path: Any = None,
     ):
         self.cfg, self.suite, self.tracker, self.task_scorer, self.dist = cfg, suite, tracker, task_scorer, dist
+        self.outcomes_path = outcomes_path
 
-    def due(self, steps_before: int, steps_after: int) -> bool:
-        """True when an `every_steps` boundary was crossed (a rollout batch can take several steps)."""
-        every = self.cfg.eval.every_steps
-        return bool(every) and steps_after // every > steps_before // every
+    def due(self, steps_before: int, steps_after: int, rollouts_before: int = 0, rollouts_after: int = 0) -> bool:
+        """True when an `every_steps` or `every_rollouts` boundary was crossed (a rollout batch can take several
+        steps and many rollouts)."""
+        every, every_r = self.cfg.eval.every_steps, self.cfg.eval.every_rollouts
+        by_steps = bool(every) and steps_after // every > steps_before // every
+        by_rollouts = bool(every_r) and rollouts_after // every_r > rollouts_before // every_r
+        return by_steps or by_rollouts
 
     def run(self, engine: RolloutEngine, budget: Any, timers: Any) -> dict[str, float]:
         if not self.suite:
             return {}
         eval_s_before = timers.total.get("eval", 0.0)
         wall = time.time() - budget.t_start
-        metrics = evaluate_suite(engine, self.suite, self.cfg, seed=self.cfg.seed + 17, dist=self.dist)
+        outcomes: list[dict[str, Any]] = []
+        metrics = evaluate_suite(
+            engine, self.suite, self.cfg, seed=self.cfg.seed + 17, dist=self.dist, outcomes=outcomes
+        )
+        if self.outcomes_path is not None:
+            import json
+
+            with open(self.outcomes_path, "a", encoding="utf-8") as f:
+                for o in outcomes:
+                    line = {"step": budget.steps, "rollouts": budget.rollouts, **o}
+                    f.write(json.dumps(line, sort_keys=True) + "\n")
         if self.tracker is not None:
             line = {
                 "step": budget.steps,

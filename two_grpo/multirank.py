@@ -73,11 +73,11 @@ def global_advantages(
     """Advantages [R_local] and zero-variance flags [R_local] computed over the whole rollout batch."""
     a = cfg.algo
     if not dist.active:
-        return compute_advantages(rewards, group_ids, a.advantage, a.adv_std, a.adv_eps)
+        return compute_advantages(rewards, group_ids, a.advantage, a.adv_std, a.adv_eps, a.batch_std_of)
     parts = dist.all_gather_object((rewards.tolist(), group_ids.tolist()))
     all_rewards = torch.tensor([x for r, _ in parts for x in r], dtype=torch.float32)  # [R_global]
     all_groups = torch.tensor([x for _, g in parts for x in g], dtype=torch.long)  # [R_global]
-    adv, zero_var = compute_advantages(all_rewards, all_groups, a.advantage, a.adv_std, a.adv_eps)
+    adv, zero_var = compute_advantages(all_rewards, all_groups, a.advantage, a.adv_std, a.adv_eps, a.batch_std_of)
     start = sum(len(r) for r, _ in parts[: dist.rank])
     return adv[start : start + len(rewards)], zero_var[start : start + len(rewards)]
 

@@ -12,9 +12,7 @@ from typing import Any
 
 from two_grpo.config import ConfigError
 
-# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30 (standard tables); 1.96 beyond.
-T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+LAST_N = 3  # "last N": the mean of a run's last N evals (less eval noise than the final one alone)
 PHASES = ("rollout", "reward", "logprob", "learner", "sync", "eval")
 DROP_FROM_LABEL = ("seed=", "run_id=", "hydra.")
 
@@ -27,8 +25,9 @@ def mean_ci95(values: list[float]) -> tuple[float, float]:
     m = sum(values) / n
     if n == 1:
         return m, math.nan
-    t = T975[n - 2] if n - 1 <= len(T975) else 1.96
-    return m, t * statistics.stdev(values) / math.sqrt(n)
+    from two_grpo.stats import t_quantile
+
+    return m, t_quantile(n - 1) * statistics.stdev(values) / math.sqrt(n)
 
 
 @dataclass
@@ -41,6 +40,7 @@ class Run:
     steps: list[dict[str, Any]]
     evals: list[dict[str, Any]]
     config: dict[str, Any]
+    outcomes: list[dict[str, Any]] = field(default_factory=list)  # eval_outcomes.jsonl: one line per eval prompt
 
     def batches(self) -> list[dict[str, Any]]:
         """One metrics line per rollout batch (the rollout/* keys repeat on each of its optimizer steps)."""
@@ -86,6 +86,7 @@ def load_run(run_dir: Path, config_id: str = "", name: str = "", seed: int | Non
         steps=_read_jsonl(run_dir / "metrics.jsonl"),
         evals=_read_jsonl(run_dir / "eval.jsonl"),
         config=config,
+        outcomes=_read_jsonl(run_dir / "eval_outcomes.jsonl"),
     )
 
 
@@ -139,7 +140,7 @@ def primary_metric(configs: list[Config]) -> str:
     return next((n for n in names if "/mean@" in n), "")
 
 
-def run_stats(run: Run, metrics: list[str]) -> dict[str, float]:
+def run_stats(run: Run, metrics: list[str], last_n: int = LAST_N) -> dict[str, float]:
     """Per-run numbers that the report averages over seeds."""
     s = run.summary
     g = int(run.config.get("group_size", 0))
@@ -156,7 +157,8 @@ def run_stats(run: Run, metrics: list[str]) -> dict[str, float]:
     for m in metrics:
         vals = [e[m] for e in trained if m in e]
         out[f"final {m}"] = run.evals[-1].get(m, math.nan) if run.evals else math.nan
-        out[f"best {m}"] = max(vals) if vals else math.nan
+        out[f"best {m}"] = max(vals) if vals else math.nan  # optimistic: selected on the eval set
+        out[f"last {m}"] = sum(vals[-last_n:]) / len(vals[-last_n:]) if vals else math.nan
         out[f"start {m}"] = run.evals[0].get(m, math.nan) if run.evals else math.nan
     batches = run.batches()
 
@@ -179,11 +181,12 @@ def run_stats(run: Run, metrics: list[str]) -> dict[str, float]:
     return out
 
 
-def aggregate(configs: list[Config], metrics: list[str]) -> list[dict[str, Any]]:
-    """One row per configuration: every run_stats key as (mean, ci95 half-width), plus labels."""
+def aggregate(configs: list[Config], metrics: list[str], last_n: int = LAST_N) -> list[dict[str, Any]]:
+    """One row per configuration: every run_stats key as (mean, ci95 half-width), plus labels; `values` holds
+    each key's per-seed values (for clipped intervals and IQM)."""
     rows = []
     for c in configs:
-        stats = [run_stats(r, metrics) for r in c.runs]
+        stats = [run_stats(r, metrics, last_n) for r in c.runs]
         cfg = c.runs[0].config
         row: dict[str, Any] = {
             "config": c.name,
@@ -194,9 +197,11 @@ def aggregate(configs: list[Config], metrics: list[str]) -> list[dict[str, Any]]
             "lr": cfg.get("lr"),
             "advantage": (cfg.get("algo") or {}).get("advantage"),
         }
+        row["values"] = {}
         for key in stats[0]:
             vals = [s[key] for s in stats if not math.isnan(s[key])]
             row[key] = mean_ci95(vals) if vals else (math.nan, math.nan)
+            row["values"][key] = vals
         rows.append(row)
     return rows
 

@@ -1,6 +1,7 @@
-"""PNG plots of a report: eval metric against rollouts, training wall-clock and optimizer steps (one line per
-configuration, mean over seeds with a min-max seed band), training reward curves and the zero-variance signal.
-matplotlib is imported here only (Agg backend, no display)."""
+"""PNG plots of a report: eval metric against rollouts, generated tokens, training wall-clock and optimizer steps
+on a common grid (each seed's curve interpolated linearly onto it; one line per configuration, the mean over
+seeds with a 95% seed-bootstrap band, drawn where every seed has data), training reward curves and the
+zero-variance signal. matplotlib is imported here only (Agg backend, no display)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any
 
 from two_grpo.report_data import Config
 
+GRID_POINTS = 60
 X_AXES = {
     "rollouts": ("budget/rollouts_total", "rollouts generated"),
+    "tokens": ("budget/tokens_generated_total", "generated tokens"),
     "wallclock": ("time/train_wallclock_s", "training wall-clock [s] (eval excluded)"),
     "steps": ("budget/optimizer_steps", "optimizer steps"),
 }
@@ -51,6 +54,26 @@ def _line(ax: Any, series: list[list[tuple[float, float]]], label: str, color: A
         ax.fill_between(xs, lo, hi, color=color, alpha=0.18, lw=0)
 
 
+def _grid_line(ax: Any, series: list[list[tuple[float, float]]], grid: Any, label: str, color: Any) -> None:
+    """Seeds' (x, y) eval curves interpolated onto grid; mean and 95% seed-bootstrap band where all seeds exist."""
+    import numpy as np
+
+    from two_grpo.stats import band, interp_curve
+
+    series = [sorted(s) for s in series if s]
+    if not series:
+        return
+    curves = np.array([interp_curve([p[0] for p in s], [p[1] for p in s], grid) for s in series])  # [S, X]
+    keep = ~np.isnan(curves).any(0)
+    if not keep.any():
+        return
+    mean, lo, hi = band(curves[:, keep])
+    xs = np.asarray(grid)[keep]
+    ax.plot(xs, mean, lw=1.8, color=color, label=f"{label} (n={len(series)})")
+    if len(series) > 1:
+        ax.fill_between(xs, lo, hi, color=color, alpha=0.18, lw=0)
+
+
 def plot_all(configs: list[Config], metric: str, out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -61,14 +84,29 @@ def plot_all(configs: list[Config], metric: str, out_dir: Path) -> list[Path]:
     written: list[Path] = []
     short = metric.removeprefix("eval/") if metric else ""
     if metric:
+        import numpy as np
+
         for name, (xkey, xlabel) in X_AXES.items():
             fig, ax = plt.subplots(figsize=(7.5, 4.6))
+            all_series = {
+                c.name: [[(e[xkey], e[metric]) for e in r.evals if xkey in e and metric in e] for r in c.runs]
+                for c in configs
+            }
+            x_max = max((p[0] for ss in all_series.values() for s in ss for p in s), default=0.0)
+            if not any(s for ss in all_series.values() for s in ss):  # the runs did not log this axis
+                plt.close(fig)
+                continue
+            grid = np.linspace(0.0, x_max, GRID_POINTS) if x_max > 0 else np.zeros(1)
             for i, c in enumerate(configs):
-                series = [[(e[xkey], e[metric]) for e in r.evals if xkey in e and metric in e] for r in c.runs]
-                _line(ax, series, c.name, colors(i % 10))
+                series = all_series[c.name]
+                grid_c = np.union1d(grid, [s[-1][0] for s in series if s])  # every seed's own end too
+                _grid_line(ax, series, grid_c, c.name, colors(i % 10))
             ax.set_xlabel(xlabel)
             ax.set_ylabel(short)
-            ax.set_title(f"{short} vs {xlabel.split(' [')[0]}  (line: seed mean, band: seed min-max)", fontsize=10)
+            ax.set_title(
+                f"{short} vs {xlabel.split(' [')[0]}  (common grid; line: seed mean, band: 95% seed bootstrap)",
+                fontsize=9,
+            )
             ax.grid(alpha=0.3)
             if name == "rollouts" and ax.get_xlim()[1] > 0:
                 ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 4))

@@ -5,10 +5,13 @@
     two-grpo sweep sweep=matched experiment=sweep_cpu seeds=[0,1,2]
     two-grpo sweep sweep=group_size sweep.hold=rollouts      preset fields: sweep.<field>=VALUE
     two-grpo sweep sweep=smoke parallel=2                    2 members at a time (hydra.sweeper.max_batch_size)
+    two-grpo sweep sweep=paper budget=matched_rollouts       every member stops at the baseline's total rollouts
+    two-grpo sweep sweep=study                               the whole answer on a CPU (then: two-grpo report)
     two-grpo sweep sweep=paper launcher=submitit_slurm hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=1
 
 Sweep keys: sweep, seeds, dry_run, dir (default sweeps/<preset>[-<variant>]), parallel, launcher
-(submitit_local | submitit_slurm), timeout_min, sweep.<preset field>, hydra.<...> (to the launcher). Every other
+(submitit_local | submitit_slurm), timeout_min, budget=epochs|matched_rollouts (any other budget=... is the
+train config group), sweep.<preset field>, hydra.<...> (to the launcher). Every other
 KEY=VALUE is a `two-grpo train` override applied to every member. Members run through Hydra's multirun with the
 submitit launcher; finished members (summary.json) are skipped, unfinished ones rerun in the same dir.
 """
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from two_grpo.config import ConfigError
-from two_grpo.sweep_plan import Member, load_preset, plan_members, project
+from two_grpo.sweep_plan import BUDGETS, Member, budget_overrides, load_preset, plan_members, project
 
 SWEEP_KEYS = ("sweep", "seeds", "dry_run", "dir", "parallel", "launcher", "timeout_min")
 LAUNCHERS = ("submitit_local", "submitit_slurm")
@@ -41,7 +44,9 @@ def parse_args(argv: list[str]) -> tuple[dict[str, Any], list[str], list[str], l
         if "=" not in a:
             raise ConfigError(f"argument {a!r} is not KEY=VALUE (see `two-grpo sweep --help`)")
         k, v = a.split("=", 1)
-        if k in SWEEP_KEYS:
+        if k == "budget" and v in BUDGETS:  # the sweep's budget; other budget=... values are the config group
+            preset.append(f"budget={v}")
+        elif k in SWEEP_KEYS:
             keys[k] = yaml.safe_load(v) if k not in ("sweep", "dir", "launcher") else v
         elif k.startswith("sweep."):
             preset.append(f"{k[len('sweep.') :]}={v}")
@@ -83,7 +88,7 @@ def check_and_project(members: list[Member], assume_train_prompts: int) -> dict[
             counted[task_key] = count_train_prompts(typed, assume_train_prompts)
         n, how = counted[task_key]
         proj = project(typed, n)
-        proj.update(train_prompts=n, train_prompts_source=how, group_size=typed.group_size)
+        proj.update(train_prompts=n, train_prompts_source=how, group_size=typed.group_size, algo=asdict(typed.algo))
         out[m.run_id] = proj
     return out
 
@@ -112,6 +117,13 @@ def print_plan(preset_name: str, preset: Any, members: list[Member], proj: dict,
     base = next((m for m in members if m.name == preset.baseline), None)
     base_r = proj[base.run_id]["rollouts"] if base else None
     console.print(f"[bold]sweep {preset_name}[/]  {preset.description}")
+    if preset.claim:
+        console.print(f"claim tested: {preset.claim}", soft_wrap=True)
+    matched = preset.matched_members or (["every member"] if preset.budget == "matched_rollouts" else [])
+    console.print(
+        f"budget: {preset.budget}"
+        + (f" (matched rollouts: {', '.join(matched)})" if matched else " (each member's own: equal epochs)")
+    )
     console.print(f"dir: {sweep_dir}   overrides for every member: {' '.join(cli) or '(none)'}")
     first = proj[members[0].run_id]
     console.print(f"training prompts: {first['train_prompts']:,} ({first['train_prompts_source']})")
@@ -142,7 +154,55 @@ def print_plan(preset_name: str, preset: Any, members: list[Member], proj: dict,
             )
 
 
-def write_plan(sweep_dir: Path, preset_name: str, preset: Any, members: list[Member], proj: dict, argv: list[str]):
+EXAMPLE_GROUPS = ([1.0, 0.0], [1.0, 1.0], [0.5, 0.0])  # one batch of three G=2 groups
+
+
+def advantage_examples(algo: dict[str, Any]) -> list[float]:
+    """A member's advantages on EXAMPLE_GROUPS as one batch (rewards in order)."""
+    import torch
+
+    from two_grpo.algo.advantages import compute_advantages
+
+    rewards = torch.tensor([r for g in EXAMPLE_GROUPS for r in g])
+    ids = torch.tensor([i for i, g in enumerate(EXAMPLE_GROUPS) for _ in g])
+    adv, _ = compute_advantages(
+        rewards, ids, algo["advantage"], algo["adv_std"], algo["adv_eps"], algo.get("batch_std_of", "centered")
+    )
+    return adv.tolist()
+
+
+def print_advantage_examples(members: list[Member], proj: dict) -> None:
+    """Each configuration's advantage on a G=2 example batch: what the ablation changes, in numbers."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="advantages on one G=2 example batch (groups " + ", ".join(map(str, EXAMPLE_GROUPS)) + ")")
+    for c in ("member", "G", "advantage", *[f"{g}" for g in EXAMPLE_GROUPS]):
+        t.add_column(c, justify="left" if c in ("member", "advantage") else "right")
+    shown: set[str] = set()
+    for m in members:
+        if m.config_id in shown:
+            continue
+        shown.add(m.config_id)
+        a = proj[m.run_id]["algo"]
+        adv = advantage_examples(a)
+        desc = a["advantage"] + {"grpo": f" ({a['adv_std']} std)", "batch_std": f" (of {a.get('batch_std_of')})"}.get(
+            a["advantage"], ""
+        )
+        cells = [f"{adv[2 * i]:+.4f}, {adv[2 * i + 1]:+.4f}" for i in range(len(EXAMPLE_GROUPS))]
+        t.add_row(m.name, str(proj[m.run_id]["group_size"]), desc, *cells)
+    Console(highlight=False, width=max(Console().width, 120)).print(t)
+
+
+def write_plan(
+    sweep_dir: Path,
+    preset_name: str,
+    preset: Any,
+    members: list[Member],
+    proj: dict,
+    argv: list[str],
+    parallel: int = 1,
+):
     sweep_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for m in members:
@@ -153,6 +213,12 @@ def write_plan(sweep_dir: Path, preset_name: str, preset: Any, members: list[Mem
         "preset": preset_name,
         "description": preset.description,
         "baseline": preset.baseline,
+        "claim": preset.claim,
+        "budget": preset.budget
+        + (f" (matched: {', '.join(preset.matched_members)})" if preset.matched_members else ""),
+        "min_effect": preset.min_effect,
+        "comparisons": preset.comparisons,
+        "parallel": parallel,
         "sweep_command": ["two-grpo", "sweep", *argv],
         "members": rows,
     }
@@ -205,18 +271,35 @@ def cmd_sweep(argv: list[str]) -> int:
         preset = load_preset(conf_dir(), keys["sweep"], preset_ovr)
         seeds = keys.get("seeds", preset.seeds)
         members = plan_members(preset, cli, seeds)
-        if preset.baseline and preset.baseline not in {m.name for m in members}:
+        names = {m.name for m in members}
+        if preset.only:  # a subset: keep the comparisons (and the baseline) it still contains
+            preset.comparisons = [pair for pair in preset.comparisons if set(pair) <= names]
+            preset.matched_members = [n for n in preset.matched_members if n in names]
+        if preset.baseline and preset.baseline not in names:
             raise ConfigError(f"sweep preset {keys['sweep']}: baseline {preset.baseline!r} is not a member")
+        bad = [pair for pair in preset.comparisons if len(pair) != 2 or not set(pair) <= names]
+        if bad:
+            raise ConfigError(f"sweep preset {keys['sweep']}: comparisons {bad} must be [member, member] pairs")
         proj = check_and_project(members, preset.assume_train_prompts)
+        extra = budget_overrides(preset, members, proj, cli)
+        if extra:  # equal budgets: re-plan with the matched rollouts / common eval cadence (new run ids)
+            members = plan_members(preset, cli, seeds, extra)
+            proj = check_and_project(members, preset.assume_train_prompts)
     except ConfigError as exc:
         print(f"two-grpo: error: {exc}", file=sys.stderr)
         return 2
-    default_dir = f"sweeps/{keys['sweep']}" + (f"-{preset.variant}" if preset.variants and preset.variant else "")
+    default_dir = (
+        f"sweeps/{keys['sweep']}"
+        + (f"-{preset.scale}" if preset.scales and preset.scale else "")
+        + (f"-{preset.variant}" if preset.variants and preset.variant else "")
+    )
     sweep_dir = Path(str(keys.get("dir") or default_dir))
     print_plan(keys["sweep"], preset, members, proj, sweep_dir, cli)
     if keys["dry_run"]:
+        if preset.show_advantages:
+            print_advantage_examples(members, proj)
         return 0
-    plan_path = write_plan(sweep_dir, keys["sweep"], preset, members, proj, argv)
+    plan_path = write_plan(sweep_dir, keys["sweep"], preset, members, proj, argv, keys["parallel"])
     status = {m.run_id: member_status(sweep_dir / m.run_id) for m in members}
     todo = [m.run_id for m in members if status[m.run_id] in ("new", "unfinished")]
     skipped = [r for r, s in status.items() if s == "done"]

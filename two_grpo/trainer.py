@@ -28,7 +28,7 @@ from two_grpo.config import ConfigError, Derived, TrainConfig, derive
 from two_grpo.console import ProgressView, print_engine, print_header, print_summary
 from two_grpo.data_gate import gate_train_set
 from two_grpo.dist import init_dist
-from two_grpo.evaluate import Evaluator, load_benchmarks
+from two_grpo.evaluate import OUTCOMES_FILE, Evaluator, load_benchmarks
 from two_grpo.final_model import save_final
 from two_grpo.guards import NonFiniteGuard, Preempted, PreemptionFlag, check_reward_failures
 from two_grpo.learner import make_learner
@@ -182,7 +182,8 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         else mr.NullTracker()
     )
     timers, budget = Timers(), Budget(cfg)
-    evaluator = Evaluator(cfg, suite, tracker, scorer, dist)
+    outcomes_path = run_dir / OUTCOMES_FILE if dist.is_main else None
+    evaluator = Evaluator(cfg, suite, tracker, scorer, dist, outcomes_path)
     history: list[dict[str, Any]] = []
     view = (
         ProgressView(derived.total_steps, cfg.logger.progress, cfg.logger.print_every)
@@ -209,13 +210,14 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
 
         preempted = False
         while not mr.stop_everywhere(budget.exhausted(sampler.epochs_done), dist):
-            steps_before = budget.steps
+            steps_before, rollouts_before = budget.steps, budget.rollouts
             history += rollout_step(
                 cfg, derived, rollout_batch, train_set, sampler, engine, scorer, learner, tracker, timers, budget, view,
                 guard=guard,
             )  # fmt: skip
             rollout_batch += 1
-            if evaluator.due(steps_before, budget.steps) and history and not budget.exhausted(sampler.epochs_done):
+            due = evaluator.due(steps_before, budget.steps, rollouts_before, budget.rollouts)
+            if due and history and not budget.exhausted(sampler.epochs_done):
                 with timers.phase("eval"):
                     history[-1].update(evaluator.run(engine, budget, timers))
             preempted = mr.stop_everywhere(preempt.requested, dist)  # every rank saves and stops together
@@ -402,6 +404,7 @@ def prepare_resume(run_dir: Path, ckpts: CheckpointManager, dist):
     truncate_jsonl(run_dir / "metrics.jsonl", step)
     truncate_jsonl(run_dir / "reward_failures.jsonl", step)
     truncate_jsonl(run_dir / "eval.jsonl", step)
+    truncate_jsonl(run_dir / OUTCOMES_FILE, step)
     for dump in (run_dir / "rollouts").glob("step_*.jsonl"):
         if int(dump.stem.split("_")[1]) > step:
             dump.unlink()

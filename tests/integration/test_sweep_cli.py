@@ -56,6 +56,7 @@ def test_sweep_report_and_rerun_finishes_only_what_is_missing(tmp_path, tiny_mod
     for name in ("g16", "g2_paper", "g2_matched"):
         assert f"| {name} |" in md
     assert "12.5% of rollouts" in md
+    assert (dirs["g16"] / "eval_outcomes.jsonl").is_file() and "## Verdicts" in md and "Holm p =" in md
     for png in ("eval_vs_rollouts", "eval_vs_wallclock", "eval_vs_steps", "train_reward"):
         assert (sweep_dir / "report" / f"{png}.png").is_file()
 

@@ -96,3 +96,33 @@ def test_vectorised_matches_loop_and_ignores_order(std):
 def test_non_finite_reward_is_an_error():
     with pytest.raises(ValueError, match="NaN or inf"):
         compute_advantages(torch.tensor([1.0, float("nan")]), IDS)
+
+
+# The critique's batch std, two ways. Rewards [1,0],[1,1]: group means 0.5 and 1 -> centred [0.5,-0.5,0,0].
+# rewards (TRL scale_rewards="batch"): sample std of the raw rewards [1,0,1,1]: mean 0.75, squares
+#   0.0625+0.5625+0.0625+0.0625 = 0.75, / (4-1) = 0.25 -> std 0.5 -> 0.5 / (0.5 + 1e-4) = 0.99980
+# centered: population std of [0.5,-0.5,0,0] = sqrt(0.5/4) = 0.35355 -> 0.5 / 0.35355 = 1.41421
+TWO_PAIRS = torch.tensor([1.0, 0.0, 1.0, 1.0])
+TWO_IDS = torch.tensor([0, 0, 1, 1])
+
+
+@pytest.mark.parametrize("of,expected", [("rewards", 0.5 / (0.5 + 1e-4)), ("centered", 0.5 / (0.5**0.5 / 2 + 1e-4))])
+def test_batch_std_of_rewards_is_trl_and_centered_is_ours(of, expected):
+    adv, zero_var = compute_advantages(TWO_PAIRS, TWO_IDS, "batch_std", eps=1e-4, batch_std_of=of)
+    assert adv.tolist() == pytest.approx([expected, -expected, 0.0, 0.0], abs=1e-4)
+    assert zero_var.tolist() == [False, False, True, True]
+
+
+def test_batch_std_of_rewards_matches_trl_formula_on_graded_rewards():
+    # TRL: advantages = rewards - mean_grouped; advantages /= rewards.std() + 1e-4 (torch.std is unbiased)
+    r = torch.tensor([0.5, 0.0, 1.0, 0.25, 0.75, 0.75])
+    ids = torch.tensor([3, 3, 9, 9, 4, 4])
+    mean_g = torch.tensor([0.25, 0.25, 0.625, 0.625, 0.75, 0.75])
+    expected = (r - mean_g) / (r.std() + 1e-4)
+    adv, _ = compute_advantages(r, ids, "batch_std", eps=1e-4, batch_std_of="rewards")
+    assert adv.tolist() == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+def test_batch_std_of_rejects_unknown():
+    with pytest.raises(ValueError, match="batch_std_of"):
+        compute_advantages(TWO_PAIRS, TWO_IDS, "batch_std", batch_std_of="group")

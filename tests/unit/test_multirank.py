@@ -123,3 +123,33 @@ def test_deepspeed_launcher_args_are_stripped(monkeypatch):
 
     assert os.environ["LOCAL_RANK"] == "1"
     assert strip_launcher_args(["train", "--local-rank", "3", "lr=1"]) == ["train", "lr=1"]
+
+
+class TwoRanks(DistContext):
+    """Rank `rank` of a simulated 2-rank job whose all_gather returns both ranks' objects in rank order."""
+
+    def __init__(self, rank, parts):
+        super().__init__(rank=rank, world_size=2)
+        self.parts = parts
+
+    @property
+    def active(self):
+        return True
+
+    def all_gather_object(self, obj):
+        return self.parts
+
+
+@pytest.mark.parametrize("of", ["rewards", "centered"])
+def test_global_advantages_use_the_whole_batch_std(of):
+    from two_grpo.algo.advantages import compute_advantages
+
+    rewards, ids = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.5, 0.0]), torch.tensor([0, 0, 1, 1, 2, 2])
+    cfg = TrainConfig()
+    cfg.algo.advantage, cfg.algo.batch_std_of = "batch_std", of
+    whole, _ = compute_advantages(rewards, ids, "batch_std", eps=cfg.algo.adv_eps, batch_std_of=of)
+    parts = [(rewards[:4].tolist(), ids[:4].tolist()), (rewards[4:].tolist(), ids[4:].tolist())]
+    rank1, _ = mr.global_advantages(rewards[4:], ids[4:], cfg, TwoRanks(1, parts))
+    assert rank1.tolist() == pytest.approx(whole[4:].tolist(), abs=1e-6)
+    alone, _ = compute_advantages(rewards[4:], ids[4:], "batch_std", eps=cfg.algo.adv_eps, batch_std_of=of)
+    assert alone[0].item() != pytest.approx(whole[4].item(), abs=1e-3)  # the local std would differ

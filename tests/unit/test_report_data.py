@@ -12,12 +12,12 @@ from two_grpo.report_data import aggregate, collect, eval_metric_names, mean_ci9
 
 def test_mean_ci95_by_hand():
     m, h = mean_ci95([1.0, 2.0, 3.0])
-    assert m == 2.0 and h == pytest.approx(4.303 * 1.0 / math.sqrt(3))  # s = 1, t(0.975, 2) = 4.303 -> 2.4844
+    assert m == 2.0 and h == pytest.approx(4.302653 * 1.0 / math.sqrt(3))  # s = 1, exact t(0.975, 2) = 4.302653
     m, h = mean_ci95([0.5, 0.7])
-    assert m == pytest.approx(0.6) and h == pytest.approx(1.2706)  # s = 0.14142, t(1) = 12.706, /sqrt 2
+    assert m == pytest.approx(0.6) and h == pytest.approx(1.270620)  # s = 0.14142, t(1) = 12.706205, /sqrt 2
     m, h = mean_ci95([5.0])
     assert m == 5.0 and math.isnan(h)
-    assert mean_ci95([4.0] * 40) == (4.0, 0.0)  # beyond the table: 1.96 x 0
+    assert mean_ci95([4.0] * 40) == (4.0, 0.0)  # sd 0
 
 
 def write_run(d, *, seed, group_size, rollouts, train_s, evals, zero_var):
@@ -70,7 +70,7 @@ def test_runs_that_differ_only_in_seed_form_one_row(runs):
     rows = aggregate(configs, metrics)
     g16, g2 = rows
     final, h = g16["final eval/toy_arith/mean@4"]  # finals 0.5 and 0.7: mean 0.6, s 0.1414 -> 12.706*0.1 = 1.2706
-    assert final == pytest.approx(0.6) and h == pytest.approx(1.2706)
+    assert final == pytest.approx(0.6) and h == pytest.approx(1.270620)
     assert g16["best eval/toy_arith/mean@4"][0] == pytest.approx(0.65)  # best 0.6 and 0.7
     assert g16["zero_var_obs"][0] == pytest.approx(0.3)
     assert g16["zero_var_pred_prompts"][0] == pytest.approx(0.4)
@@ -80,7 +80,11 @@ def test_runs_that_differ_only_in_seed_form_one_row(runs):
     assert r["metric_pct"] == pytest.approx(100.0)  # 0.6 vs 0.6
     assert ratio_sentence(r, "mean@4") == "12.5% of rollouts, 25% of time, 100% of mean@4"
     head, main, sig_head, sig = build_tables(rows, g16, metrics, "eval/toy_arith/mean@4")
-    assert main[0][head.index("final toy_arith/mean@4 (%)")] == "60.0 ± 127.1"
+    # t interval 0.6 ± 1.2706 clipped to the metric's range 0..1
+    assert main[0][head.index("final toy_arith/mean@4 (%)")] == "60.0 [0.0, 100.0]"
+    # evals after step 0: seed 0 (0.6, 0.5) -> 0.55, seed 1 (0.5, 0.7) -> 0.6; mean 0.575
+    assert main[0][head.index("mean of last 3 evals (%)")].startswith("57.5 [")
+    assert "best" not in " ".join(head)
     assert main[1][-1].startswith("12.5% of rollouts")
     assert sig[1][sig_head.index("zero-var groups observed")] == "60.0%"
 

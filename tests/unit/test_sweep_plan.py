@@ -62,11 +62,76 @@ def test_lr_scaling_rules_by_hand():
 
 
 def test_matched_members_and_graded_variant():
-    binary = members_of("matched")
+    assert [m.run_id for m in members_of("matched")] == [m.run_id for m in members_of("table4")]  # the alias
+    binary = members_of("table4")
     assert [m.name for m in binary] == ["sign2", "groupstd2", "batchstd2", "grpo16"]
-    graded = members_of("matched", preset=["variant=graded"])
+    graded = members_of("table4", preset=["variant=graded"])
     assert all("task.arith.partial_credit=true" in m.overrides for m in graded)
     assert not any("task.arith.partial_credit=true" in m.overrides for m in binary)
+
+
+def _settings(cfg):
+    return (cfg.group_size, cfg.prompts_per_minibatch, cfg.prompts_per_rollout, cfg.lr, cfg.budget, cfg.eval)
+
+
+@pytest.mark.parametrize("scale", ["paper", "cpu"])
+def test_critique_changes_only_the_advantage_and_then_only_g(scale, compose):
+    members = {m.name: compose(m.overrides) for m in members_of("critique", preset=[f"scale={scale}"])}
+    assert list(members) == ["sign2", "groupstd2", "batchstd2", "drgrpo2", "grpo16_same"]
+    sign = members["sign2"]
+    assert sign.group_size == 2
+    if scale == "paper":  # 2-GRPO's setting
+        assert (sign.prompts_per_minibatch, sign.lr) == (256, 8e-6)
+    else:  # sweep_cpu's 16-GRPO (8 prompts, 1e-4) x 8 prompts and x 8 lr
+        assert (sign.prompts_per_minibatch, sign.prompts_per_rollout, sign.lr) == (64, 64, 8e-4)
+    for name in ("groupstd2", "batchstd2", "drgrpo2"):
+        other = members[name]
+        assert _settings(other) == _settings(sign) and other.algo != sign.algo
+        assert (other.algo.clip_low, other.algo.loss_agg) == (sign.algo.clip_low, sign.algo.loss_agg)
+    assert members["batchstd2"].algo.batch_std_of == "rewards" and members["groupstd2"].algo.adv_std == "sample"
+    g16 = members["grpo16_same"]
+    g16.group_size = 2
+    assert _settings(g16) == _settings(members["groupstd2"]) and g16.algo == members["groupstd2"].algo
+
+
+@pytest.mark.parametrize("scale", ["paper", "cpu"])
+def test_critique_dry_run_prints_the_advantages_on_a_g2_example(scale, capsys, tmp_path):
+    assert cmd_sweep(["sweep=critique", f"sweep.scale={scale}", "dry_run=true", f"dir={tmp_path / 'c'}"]) == 0
+    out = capsys.readouterr().out
+    # [1,0],[1,1],[0.5,0]: sign +-1; sample std +-0.7071; rewards std 0.4916 -> +-1.0171, +-0.5085; dr +-0.5, 0.25
+    for cell in ("+1.0000, -1.0000", "+0.7071, -0.7071", "+1.0171, -1.0171", "+0.5085, -0.5085", "+0.2500, -0.2500"):
+        assert cell in out, cell
+
+
+def test_matched_rollouts_stops_every_member_at_the_baselines_total():
+    from two_grpo.sweep_plan import budget_overrides
+
+    preset = load_preset(conf_dir(), "paper", ["budget=matched_rollouts"])
+    members = plan_members(preset, [], [0])
+    proj = check_and_project(members, preset.assume_train_prompts)
+    extra = budget_overrides(preset, members, proj, [])
+    total = 147 * 512 * 16  # grpo16's projection at 10 epochs
+    for name in ("grpo16", "grpo2"):
+        assert extra[name] == [f"budget.max_rollouts={total}", "budget.max_epochs=0", "budget.max_steps=0"]
+    matched = plan_members(preset, [], [0], extra)
+    proj2 = check_and_project(matched, preset.assume_train_prompts)
+    assert [proj2[m.run_id]["rollouts"] for m in matched] == [total, total]  # grpo2 runs 8x the epochs
+    assert {m.run_id for m in matched}.isdisjoint({m.run_id for m in members})  # new run dirs
+    with pytest.raises(ConfigError, match="budget="):
+        budget_overrides(load_preset(conf_dir(), "paper", ["budget=tokens"]), members, proj, [])
+
+
+def test_study_members_share_one_eval_cadence_in_rollouts():
+    from two_grpo.sweep_plan import budget_overrides
+
+    preset = load_preset(conf_dir(), "study", [])
+    members = plan_members(preset, [], [0])
+    proj = check_and_project(members, 0)
+    extra = budget_overrides(preset, members, proj, [])
+    # smallest member: G=2 at 2 epochs of 128 prompts = 512 rollouts; eval_points 2 -> every 256 rollouts
+    assert extra == {"*": ["eval.every_rollouts=256"]}
+    assert len(preset.seeds) >= 8 and all(len(p) == 2 for p in preset.comparisons)
+    assert budget_overrides(preset, members, proj, ["eval.every_rollouts=100"]) == {}  # the command line wins
 
 
 def test_paper_2grpo_member_is_the_paper_2grpo_experiment(compose):
@@ -123,6 +188,8 @@ def test_parse_args_routes_keys():
     )
     assert keys["sweep"] == "matched" and keys["seeds"] == [0, 1]
     assert preset == ["variant=graded"] and hydra == ["hydra.launcher.partition=gpu"] and members == ["lr=1e-5"]
+    _, preset, _, members = parse_args(["budget=matched_rollouts", "budget=rollouts"])
+    assert preset == ["budget=matched_rollouts"] and members == ["budget=rollouts"]  # the config group passes on
 
 
 def test_unfinished_member_is_moved_aside_whole(tmp_path):

@@ -7,8 +7,14 @@ Estimators (`advantage=`):
 - `grpo`      (r - mean_g) / (std_g + eps). `std=population` divides by G (the paper's analysis: ±1 for
               G=2 with rewards {1,0}); `std=sample` divides by G-1 (verl/TRL code: ±0.7071). DeepSeekMath.
 - `dr_grpo`   r - mean_g, no std (Dr. GRPO, arXiv 2503.20783): ±0.5 for G=2 with {1,0}.
-- `batch_std` (r - mean_g) / (std over the batch of (r - mean_g) + eps), population std: keeps the
-              relative magnitude between groups (the critique's variant; REINFORCE++-baseline style).
+- `batch_std` (r - mean_g) / (batch std + eps): keeps the relative magnitude between groups (the critique's
+              variant). `batch_std_of` says whose std:
+              `rewards`  the sample std of the raw rewards over the batch: TRL's `scale_rewards="batch"`
+                         (`rewards.std()`, unbiased), which the critique ran; [1,0],[1,1] -> ±0.5/0.5 = ±0.9998
+                         with TRL's eps 1e-4;
+              `centered` the population std of the group-centred rewards r - mean_g (REINFORCE++-baseline
+                         style; this project's definition before `batch_std_of`): [1,0],[1,1] -> ±0.5/0.3536
+                         = ±1.414.
 - `sign`      sign(r - mean_g): the paper's ±1/0 for G=2 ("It Takes Two", arXiv 2510.00977).
 - `rloo`      r_i - mean_{j != i} r_j = G/(G-1) (r_i - mean_g) (RLOO, arXiv 2402.14740).
 
@@ -20,6 +26,7 @@ from __future__ import annotations
 import torch
 
 ESTIMATORS = ("grpo", "dr_grpo", "batch_std", "sign", "rloo")
+BATCH_STD_OF = ("rewards", "centered")
 
 
 def group_stats(rewards: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -48,6 +55,7 @@ def compute_advantages(
     estimator: str = "grpo",
     std: str = "population",
     eps: float = 1e-6,
+    batch_std_of: str = "centered",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Advantages for each rollout.
 
@@ -57,6 +65,7 @@ def compute_advantages(
         estimator: one of ESTIMATORS.
         std: `population` or `sample` (grpo only).
         eps: added to the std in the denominator.
+        batch_std_of: `rewards` (TRL scale_rewards="batch") or `centered` (batch_std only).
 
     Returns:
         adv [R] float32, zero_var [R] bool (rollout belongs to a group whose rewards are all equal).
@@ -76,7 +85,13 @@ def compute_advantages(
     elif estimator == "dr_grpo":
         adv = centered
     elif estimator == "batch_std":
-        adv = centered / (centered.std(unbiased=False) + eps)
+        if batch_std_of == "rewards":
+            std_b = rewards.to(torch.float64).std(unbiased=True) if rewards.numel() > 1 else torch.zeros(())
+        elif batch_std_of == "centered":
+            std_b = centered.std(unbiased=False)
+        else:
+            raise ValueError(f"unknown batch_std_of {batch_std_of!r}; use rewards or centered")
+        adv = centered / (std_b + eps)
     elif estimator == "sign":
         adv = torch.sign(centered)
     elif estimator == "rloo":
