@@ -23,7 +23,6 @@ from two_grpo.tasks.base import Task
 from two_grpo.tasks.sandbox import Outcome, ScoringPool
 
 TASK_REWARD = "task"  # in task.reward_fns: the task's own reward (e.g. math-verify)
-TYPE_ERROR = "RewardTypeError"
 
 
 @dataclass
@@ -36,7 +35,10 @@ class ScoreReport:
 
 
 class RewardTypeError(TypeError):
-    pass
+    """A plug-in reward returned something other than a real number."""
+
+
+TYPE_ERROR = RewardTypeError.__name__  # the worker's error detail starts with it
 
 
 @dataclass
@@ -69,7 +71,7 @@ class PluginReward:
             value = fn(gold, completion) if part.spec == TASK_REWARD else fn(completion, gold, **fields)
             if not isinstance(value, numbers.Real):
                 raise RewardTypeError(
-                    f"{TYPE_ERROR}: reward {part.spec} returned {type(value).__name__} ({str(value)[:40]!r}), "
+                    f"reward {part.spec} returned {type(value).__name__} ({str(value)[:40]!r}), "
                     "not a float"
                 )
             values.append(float(value))
@@ -147,8 +149,8 @@ class RewardScorer:
             return
         self._first_use_checked = True
         for out in outcomes:
-            if out.status == "error" and TYPE_ERROR in out.detail:
-                detail = out.detail.split(f"{TYPE_ERROR}: ", 1)[-1]
+            if out.status == "error" and out.detail.startswith(f"{TYPE_ERROR}: "):
+                detail = out.detail[len(TYPE_ERROR) + 2 :]
                 raise ConfigError(f"{detail}; the reward function must return a float")
 
     def close(self) -> None:
