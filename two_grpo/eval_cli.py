@@ -70,11 +70,7 @@ def cmd_eval(argv: list[str]) -> int:
         print(__doc__)
         return 0
     overrides, out = list(argv), None
-    engine_note = (
-        "rollout.backend=auto picks vllm when it is installed"
-        if not any(a.startswith(ENGINE_KEYS) for a in argv)
-        else "as given"
-    )
+    engine_note = "from rollout.backend; auto = vllm when it is installed, else hf"
     if argv and "=" not in argv[0]:
         resolved = resolve_target(argv[0])
         if isinstance(resolved, str):

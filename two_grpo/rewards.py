@@ -71,8 +71,7 @@ class PluginReward:
             value = fn(gold, completion) if part.spec == TASK_REWARD else fn(completion, gold, **fields)
             if not isinstance(value, numbers.Real):
                 raise RewardTypeError(
-                    f"reward {part.spec} returned {type(value).__name__} ({str(value)[:40]!r}), "
-                    "not a float"
+                    f"reward {part.spec} returned {type(value).__name__} ({str(value)[:40]!r}), not a float"
                 )
             values.append(float(value))
         return (sum(p.weight * v for p, v in zip(self.parts, values)), *values)

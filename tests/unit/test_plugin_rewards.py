@@ -11,7 +11,7 @@ from two_grpo.config import ArithConfig, ConfigError, TaskConfig
 from two_grpo.rewards import RewardScorer, plugin_parts
 from two_grpo.tasks.toy_arith import ToyArithTask
 
-REWARDS = '''
+REWARDS = """
 def has_seven(completion, answer, **fields):
     return 1.0 if "7" in completion else 0.0
 
@@ -26,7 +26,7 @@ def raises(completion, answer, **fields):
 
 def text(completion, answer, **fields):
     return "1.0"
-'''
+"""
 
 
 @pytest.fixture
@@ -92,7 +92,10 @@ def test_a_non_float_return_is_a_config_error_on_first_use(reward_file):
             s.score(rollouts(["7"]), PROMPTS)
     finally:
         s.close()
-    assert str(exc.value) == f"reward {reward_file}:text returned str ('1.0'), not a float; the reward function must return a float"
+    assert (
+        str(exc.value)
+        == f"reward {reward_file}:text returned str ('1.0'), not a float; the reward function must return a float"
+    )
 
 
 @pytest.mark.parametrize(

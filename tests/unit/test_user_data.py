@@ -33,7 +33,11 @@ def test_chat_messages_go_through_the_chat_template(tmp_path, tok):
     task = MathTask(DataConfig(path=path, prompt_field="prompt", answer_field="solution"), tok)
     chat, plain = task.train_prompts()
     # the tiny model's template: each message's content on its own line, then "A: "
-    assert chat.text == "Be brief.\nWhat is 2+3?\nA: " == tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert (
+        chat.text
+        == "Be brief.\nWhat is 2+3?\nA: "
+        == tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    )
     assert "role" not in chat.text and "[{" not in chat.text
     assert chat.question == "Be brief.\nWhat is 2+3?" and chat.answer == "5"
     assert plain.text.startswith("1+1=\nPlease reason step by step")  # string prompts keep the template
