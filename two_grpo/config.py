@@ -221,6 +221,7 @@ class TrainConfig:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("float32", "bfloat16", "float16"),
+    "task.name": ("toy_arith", "math"),  # plus installed `two_grpo.tasks` entry points (validate_plugins)
     "rollout.backend": ("auto", "hf", "vllm"),
     "rollout.dtype": ("auto", "float32", "bfloat16", "float16"),
     "learner.backend": ("torch", "deepspeed"),
@@ -294,6 +295,8 @@ def derive(cfg: TrainConfig, train_prompts: int) -> Derived:
 def validate(cfg: TrainConfig) -> None:
     """Raise ConfigError (one line, names the key and the fix) on the first problem found."""
     for key, allowed in CHOICES.items():
+        if key == "task.name":  # plug-in tasks too: checked in validate_plugins
+            continue
         value = _get(cfg, key)
         if value not in allowed:
             raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
@@ -367,7 +370,7 @@ def validate(cfg: TrainConfig) -> None:
     validate_plugins(cfg)
 
 
-BUILTIN_TASKS = ("toy_arith", "math")
+BUILTIN_TASKS = CHOICES["task.name"]
 
 
 def validate_plugins(cfg: TrainConfig) -> None:

@@ -122,8 +122,8 @@ class ZeroSignalGuard:
         self.consecutive += 1
         why = (
             f"every group's rewards were equal (mean reward {reward_mean:.3g}), so every advantage is 0 and no "
-            "gradient flows: the model cannot solve these prompts, or the reward never fires (check the reward "
-            "function, task.data.answer_field and rollout.max_response_tokens)"
+            "gradient flows: the model solves none of these prompts (or all of them), or the reward never fires "
+            "(check the reward function, task.data.answer_field and rollout.max_response_tokens)"
         )
         if self.warn_after and self.consecutive >= self.warn_after and not self.warned:
             self.warned = True
