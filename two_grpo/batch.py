@@ -12,6 +12,7 @@ token at position j+1 of row i is a response token, so per-token tensors are [R,
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
@@ -22,6 +23,7 @@ class Prompt:
     text: str  # what the model sees
     answer: str  # gold answer, as the task's scorer expects it
     question: str = ""  # the raw question (for dumps and overlap checks)
+    fields: dict[str, Any] = field(default_factory=dict)  # the record's other fields, for plug-in rewards
 
 
 @dataclass

@@ -3,6 +3,7 @@
     two-grpo train [KEY=VALUE ...] [--cfg job]   compose conf/train.yaml with overrides and train
     two-grpo train [KEY=VALUE ...] --plan          print the per-GPU memory plan (plan.gpus=N) and exit
     two-grpo train resume=RUN_DIR                 resume the run in RUN_DIR with its saved config
+    two-grpo train resume=auto [KEY=VALUE ...]    resume the newest unfinished run with this config under runs/
     two-grpo build-model                          build the embedded default model (builtin:tiny) now
     two-grpo eval [RUN_DIR|MODEL_DIR] [KEY=VALUE ...]   Mean@k / Pass@k of a run's final weights or a model
     two-grpo sweep sweep=<preset> [KEY=VALUE ...]       run a preset's members (dry_run=true: print the plan)
@@ -11,8 +12,9 @@
 Configs come from `two_grpo/conf` in an installed wheel, else from the repository's `conf/`.
 Running the same command again on a hydra.run.dir that holds an unfinished run with a checkpoint resumes it.
 Exit codes: 0 done (or already finished), 1 crashed, 2 bad config or input (nothing trained),
-3 preempted by SIGTERM/SIGUSR1/SIGINT (checkpoint saved; run the same command again to resume),
-4 stopped by a guard (non-finite updates in a row, or too many failed rewards; last good checkpoint kept).
+3 preempted by SIGTERM/SIGUSR1/SIGINT (checkpoint saved; `two-grpo train resume=RUN_DIR` resumes),
+4 stopped by a guard (non-finite updates in a row, too many failed rewards, or no learning signal for
+guards.zero_signal_stop_batches rollout batches; last good checkpoint kept).
 """
 
 from __future__ import annotations

@@ -58,16 +58,23 @@ class DataConfig:
     use_chat_template: bool = True
     max_prompts: int = 0  # 0 = all
     overlap: str = "report"  # train/eval 8-gram overlap (data_gate.py): report | drop (the rows) | refuse (to start)
+    eval_frac: float = 0.0  # > 0 (and no eval_path): hold out this seeded share of `path` for eval, not trained on
 
 
 @dataclass
 class TaskConfig:
-    name: str = "toy_arith"  # toy_arith | math
+    name: str = "toy_arith"  # toy_arith | math | a task installed under the `two_grpo.tasks` entry-point group
+    module: str = ""  # "pkg.module:TaskClass": your own task class, TaskClass(task_cfg, tokenizer) (tasks/plugins.py)
+    options: dict[str, Any] = field(default_factory=dict)  # free-form settings for a plug-in task
     arith: ArithConfig = field(default_factory=ArithConfig)
     data: DataConfig = field(default_factory=DataConfig)
     reward_timeout_s: float = 2.0  # hard deadline per scored completion (worker process is killed)
     reward_workers: int = 2
     max_failed_reward_frac: float = 0.1  # stop the run when more of a batch's rewards time out or error
+    # plug-in rewards (rewards.py): "path/to/file.py:function", called fn(completion, answer, **row_fields) -> float
+    reward_fn: str = ""  # one function that replaces the task's own reward
+    reward_fns: list[str] = field(default_factory=list)  # several, summed with reward_weights; "task" = the task's own
+    reward_weights: list[float] = field(default_factory=list)  # one per reward_fns entry; [] = all 1.0
 
 
 @dataclass
@@ -201,6 +208,14 @@ class PlanConfig:
 
 
 @dataclass
+class GuardsConfig:
+    """Run guards that watch the rollouts (guards.py); the learner's own is learner.max_consecutive_skips."""
+
+    zero_signal_warn_batches: int = 5  # warn once after this many rollout batches in a row with no signal; 0 = off
+    zero_signal_stop_batches: int = 50  # stop (exit 4) after this many in a row; 0 = never
+
+
+@dataclass
 class TrainConfig:
     group_size: int = 8  # G: rollouts per prompt
     lr: float = 5e-5
@@ -219,12 +234,14 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
-    resume: str = ""  # a run dir to resume (its saved config is used); "" = start, or resume hydra.run.dir
+    guards: GuardsConfig = field(default_factory=GuardsConfig)
+    resume: str = ""  # a run dir to resume (its saved config is used); auto = the newest unfinished run with this
+    # config under the run root (runs/); "" = start, or resume hydra.run.dir
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("float32", "bfloat16", "float16"),
-    "task.name": ("toy_arith", "math"),
+    "task.name": ("toy_arith", "math"),  # plus installed `two_grpo.tasks` entry points (validate_plugins)
     "rollout.backend": ("auto", "hf", "vllm"),
     "rollout.dtype": ("auto", "float32", "bfloat16", "float16"),
     "learner.backend": ("torch", "deepspeed"),
@@ -299,6 +316,8 @@ def derive(cfg: TrainConfig, train_prompts: int) -> Derived:
 def validate(cfg: TrainConfig) -> None:
     """Raise ConfigError (one line, names the key and the fix) on the first problem found."""
     for key, allowed in CHOICES.items():
+        if key == "task.name":  # plug-in tasks too: checked in validate_plugins
+            continue
         value = _get(cfg, key)
         if value not in allowed:
             raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
@@ -338,7 +357,7 @@ def validate(cfg: TrainConfig) -> None:
             "budget: no stopping limit is set; set one of budget.max_steps, budget.max_epochs, "
             "budget.max_rollouts, budget.max_tokens, budget.max_wallclock_s (or pick budget=steps|epochs|rollouts)"
         )
-    if cfg.task.name == "math" and not cfg.task.data.path:
+    if cfg.task.name == "math" and cfg.task.data.path in ("", "???"):
         raise ConfigError("task.data.path is empty; set it to a HF dataset name, a .parquet or a .jsonl file")
     arith = cfg.task.arith
     if cfg.task.name == "toy_arith":
@@ -396,3 +415,45 @@ def validate(cfg: TrainConfig) -> None:
             f"eval.every_steps={cfg.eval.every_steps} and eval.every_rollouts={cfg.eval.every_rollouts} must be "
             ">= 0 (0 = off)"
         )
+    validate_plugins(cfg)
+
+
+BUILTIN_TASKS = CHOICES["task.name"]
+
+
+def validate_plugins(cfg: TrainConfig) -> None:
+    """Task name or module, plug-in reward keys, eval_frac and the zero-signal guard (issue 16)."""
+    t = cfg.task
+    if not t.module and t.name not in BUILTIN_TASKS:
+        from two_grpo.tasks.plugins import installed_tasks
+
+        installed = installed_tasks()
+        if t.name not in installed:
+            raise ConfigError(
+                f"task.name={t.name!r} is not allowed; choose one of: {', '.join([*BUILTIN_TASKS, *installed])} "
+                "(or set task.module=pkg.module:TaskClass)"
+            )
+    if t.module and ":" not in t.module:
+        raise ConfigError(f"task.module={t.module!r}: write it as pkg.module:TaskClass")
+    if t.reward_fn and t.reward_fns:
+        raise ConfigError(
+            "task.reward_fn and task.reward_fns are both set; use reward_fn for one, reward_fns for several"
+        )
+    for spec in [t.reward_fn] * bool(t.reward_fn) + [s for s in t.reward_fns if s != "task"]:
+        if ":" not in spec or not spec.rsplit(":", 1)[0].endswith(".py"):
+            raise ConfigError(f"task reward {spec!r}: write it as path/to/file.py:function_name")
+    if t.reward_weights and len(t.reward_weights) != len(t.reward_fns):
+        raise ConfigError(
+            f"task.reward_weights has {len(t.reward_weights)} entries for {len(t.reward_fns)} task.reward_fns; "
+            "give one weight per function (or none: all 1.0)"
+        )
+    d = t.data
+    if not 0 <= d.eval_frac < 1:
+        raise ConfigError(f"task.data.eval_frac={d.eval_frac} must be in [0, 1) (0.05 holds out 5% for eval)")
+    if d.eval_frac > 0 and d.eval_path:
+        raise ConfigError(
+            f"task.data.eval_frac={d.eval_frac} and task.data.eval_path={d.eval_path!r} are both set; choose one"
+        )
+    g = cfg.guards
+    if g.zero_signal_warn_batches < 0 or g.zero_signal_stop_batches < 0:
+        raise ConfigError("guards.zero_signal_warn_batches / guards.zero_signal_stop_batches must be >= 0 (0 = off)")

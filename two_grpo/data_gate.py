@@ -32,18 +32,59 @@ def word_ngrams(text: str, n: int = NGRAM) -> set[str]:
     return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def check_record(row: Any, n: int, path: str, prompt_field: str, answer_field: str) -> None:
-    """Raise ConfigError (one line naming the file, the record and the fix) when record n is malformed."""
+MISSING = object()
+
+
+def get_field(row: dict[str, Any], dotted: str) -> Any:
+    """`row[dotted]` when that key exists, else the dotted path walked through nested objects (verl's parquet
+    layout: `reward_model.ground_truth`); MISSING when absent."""
+    if dotted in row:
+        return row[dotted]
+    node: Any = row
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return MISSING
+        node = node[part]
+    return node
+
+
+def is_conversation(value: Any) -> bool:
+    """A TRL conversational prompt: a non-empty list of {"role": str, "content": str} messages."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+        )
+    )
+
+
+def check_record(row: Any, n: int, path: str, prompt_field: str, answer_field: str, line: int | None = None) -> None:
+    """Raise ConfigError (one line naming the file, the record and the fix) when record n is malformed.
+    `line`: the record's line in a JSONL file (named as `file:line`)."""
+    where = f"{path}:{line}: record {n}" if line is not None else f"{path}: record {n}"
     if not isinstance(row, dict):
-        raise ConfigError(f"{path}: record {n} is a {type(row).__name__}, not an object; fix or remove it")
+        raise ConfigError(f"{where} is a {type(row).__name__}, not an object; fix or remove it")
     for key in (prompt_field, answer_field):
-        if key not in row:
+        value = get_field(row, key)
+        if value is MISSING:
             raise ConfigError(
-                f"{path}: record {n} has no field {key!r} (fields: {', '.join(sorted(row))}); "
-                "set task.data.prompt_field / task.data.answer_field"
+                f"{where} has no field {key!r} (fields: {', '.join(sorted(row))}); "
+                "set task.data.prompt_field / task.data.answer_field (a dotted path reaches nested fields)"
             )
-        if row[key] is None or not str(row[key]).strip():
-            raise ConfigError(f"{path}: record {n} has an empty {key!r}; fix or remove that record")
+        if value is None or not str(value).strip() or (isinstance(value, (list, dict)) and not value):
+            raise ConfigError(f"{where} has an empty {key!r}; fix or remove that record")
+    prompt = get_field(row, prompt_field)
+    if isinstance(prompt, list) and not is_conversation(prompt):
+        raise ConfigError(
+            f'{where}: {prompt_field!r} is a list but not a list of {{"role", "content"}} messages with string '
+            "values; give a string or chat messages"
+        )
+    if not isinstance(prompt, (str, list)):
+        raise ConfigError(
+            f"{where}: {prompt_field!r} is a {type(prompt).__name__}, not a string or a list of "
+            '{"role", "content"} messages; fix that record'
+        )
 
 
 def dedupe(prompts: list[Prompt]) -> tuple[list[Prompt], int]:
@@ -85,12 +126,26 @@ class GateReport:
     duplicates_removed: int
     overlapping: int
     dropped: int
+    eval_prompts: int = -1  # -1: not given (old callers)
 
     def line(self) -> str:
-        return (
-            f"data gate: {self.train_prompts} training prompts; {self.duplicates_removed} duplicates removed; "
+        head = f"data gate: {self.train_prompts} training prompts; {self.duplicates_removed} duplicates removed; "
+        if self.eval_prompts == 0:
+            return head + "no eval set (overlap not checked)"
+        return head + (
             f"{self.overlapping} overlap the eval set (word {NGRAM}-grams){'; dropped' if self.dropped else ''}"
         )
+
+
+def no_eval_warning(cfg: TaskConfig) -> str:
+    """What to say when the run has no held-out prompts at all."""
+    d = cfg.data
+    if cfg.name == "math" and not d.eval_path and not d.eval_frac:
+        return (
+            f"no held-out eval: task.data.eval_path is not set, so this run measures nothing on unseen prompts; set "
+            f"task.data.eval_path=FILE, or task.data.eval_frac=0.05 to hold out a seeded 5% of {d.path or 'the data'}"
+        )
+    return "no held-out eval: the run has no eval prompts (eval.prompts=0 and no eval.benchmarks)"
 
 
 def gate_train_set(
@@ -100,6 +155,8 @@ def gate_train_set(
     warning = contamination_warning(cfg)
     if warning:
         print(f"two-grpo: warning: {warning}", file=sys.stderr, flush=True)
+    if not bench:
+        print(f"two-grpo: warning: {no_eval_warning(cfg)}", file=sys.stderr, flush=True)
     kept, dups = dedupe(train)
     overlap = find_overlap([p.question or p.text for p in kept], [p.question or p.text for p in bench])
     dropped = 0
@@ -114,6 +171,6 @@ def gate_train_set(
         dropped = len(bad)
         if not kept:
             raise ConfigError("every training prompt overlaps the eval set; nothing is left to train on")
-    report = GateReport(len(kept), dups + duplicates_already_removed, len(overlap), dropped)
+    report = GateReport(len(kept), dups + duplicates_already_removed, len(overlap), dropped, len(bench))
     print(report.line(), flush=True)
     return kept, report

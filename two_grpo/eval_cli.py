@@ -5,6 +5,8 @@
     two-grpo eval model.path=Qwen/Qwen2.5-Math-1.5B eval=math_suite eval.samples_per_prompt=4
 
 The config is `two-grpo train`'s (same keys, eval.* picks benchmarks and sampling); nothing is trained.
+A run is evaluated with the rollout engine it trained with (its summary.json), unless `rollout=...` says otherwise:
+two engines draw different samples from the same seed, so their numbers differ by sampling noise.
 Results: a table on the terminal and `<run_dir>/eval/eval-<time>.json` (or `runs/eval-<time>/eval.json`).
 """
 
@@ -17,7 +19,8 @@ from pathlib import Path
 
 from two_grpo.final_model import FINAL_DIR
 
-DROP_FROM_RUN = ("hydra.", "run_id=", "model.path=")
+DROP_FROM_RUN = ("hydra.", "run_id=", "model.path=", "resume=")
+ENGINE_KEYS = ("rollout=", "rollout.backend=")
 
 
 def _fail(msg: str) -> int:
@@ -40,6 +43,25 @@ def resolve_target(target: str) -> tuple[list[str], Path, Path] | str:
     return f"{target}: neither a run dir (config.yaml + {FINAL_DIR}/) nor a model folder (config.json)"
 
 
+def run_engine(run_dir: Path) -> str | None:
+    """The engine a run trained with: summary.json's `rollout_backend`, else its config's explicit backend."""
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        try:
+            engine = json.loads(summary.read_text()).get("rollout_backend")
+        except (OSError, ValueError):
+            engine = None
+        if engine:
+            return str(engine)
+    from two_grpo.resume import load_saved_config
+
+    try:
+        backend = load_saved_config(run_dir).rollout.backend
+    except Exception:
+        return None
+    return backend if backend != "auto" else None
+
+
 def cmd_eval(argv: list[str]) -> int:
     from two_grpo.cli import _is_config_exception, compose, format_config_error, to_train_config
     from two_grpo.config import ConfigError
@@ -48,12 +70,17 @@ def cmd_eval(argv: list[str]) -> int:
         print(__doc__)
         return 0
     overrides, out = list(argv), None
+    engine_note = "from rollout.backend; auto = vllm when it is installed, else hf"
     if argv and "=" not in argv[0]:
         resolved = resolve_target(argv[0])
         if isinstance(resolved, str):
             return _fail(resolved)
         run_overrides, model_dir, out = resolved
         overrides = [*run_overrides, f"model.path={model_dir.resolve()}", *argv[1:]]
+        engine = run_engine(Path(argv[0]))
+        if engine and not any(a.startswith(ENGINE_KEYS) for a in argv[1:]):
+            overrides.append(f"rollout.backend={engine}")
+            engine_note = f"the run's own engine, from {Path(argv[0]) / 'summary.json'}; rollout=... to change it"
     try:
         cfg = compose(overrides)
         if not cfg.run_id:
@@ -67,12 +94,17 @@ def cmd_eval(argv: list[str]) -> int:
         return _fail(format_config_error(exc, overrides))
     if out is None:
         out = Path("runs") / f"eval-{time.strftime('%Y%m%d-%H%M%S')}" / "eval.json"
+    from two_grpo.rollout import resolve_backend
+
     try:
+        engine = resolve_backend(typed)
+        print(f"two-grpo eval: engine {engine} ({engine_note})", flush=True)
         metrics = run_eval_only(typed)
     except ConfigError as exc:
         return _fail(str(exc))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": typed.model.path, "overrides": overrides, "metrics": metrics}, indent=2))
+    record = {"model": typed.model.path, "engine": engine, "overrides": overrides, "metrics": metrics}
+    out.write_text(json.dumps(record, indent=2))
     print_metrics(metrics)
     print(f"written: {out}")
     return 0
@@ -83,14 +115,14 @@ def run_eval_only(cfg) -> dict[str, float]:
     from two_grpo.config import ConfigError
     from two_grpo.evaluate import Evaluator, evaluate_suite, load_benchmarks
     from two_grpo.models import load_model, load_tokenizer, resolve_model_path
-    from two_grpo.rewards import RewardScorer
+    from two_grpo.rewards import RewardScorer, plugin_parts
     from two_grpo.rollout import make_engine
     from two_grpo.tasks import make_task
 
     model_path = resolve_model_path(cfg.model)
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     task = make_task(cfg.task, tokenizer)
-    scorer = RewardScorer(task, cfg.task.reward_timeout_s, cfg.task.reward_workers)
+    scorer = RewardScorer(task, cfg.task.reward_timeout_s, cfg.task.reward_workers, plugin_parts(cfg.task))
     evaluator = Evaluator(cfg, load_benchmarks(cfg, tokenizer, task, scorer), None, scorer)
     try:
         if not evaluator.suite:

@@ -1,8 +1,9 @@
 """Run guards: preemption signals, the non-finite-update counter, the failed-reward ceiling, and the exceptions
 that stop a run with a documented exit code (see cli.py).
 
-Exit codes: 3 preempted (a checkpoint was saved; run the same command again to resume), 4 stopped by a guard
-(too many non-finite updates in a row, or too many failed rewards in a batch; the last good checkpoint is kept).
+Exit codes: 3 preempted (a checkpoint was saved; `two-grpo train resume=RUN_DIR` resumes), 4 stopped by a guard
+(too many non-finite updates in a row, too many failed rewards in a batch, or too long without any learning
+signal; the last good checkpoint is kept).
 """
 
 from __future__ import annotations
@@ -102,6 +103,48 @@ class NonFiniteGuard:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.total, self.consecutive = int(state["total"]), int(state["consecutive"])
+
+
+class ZeroSignalGuard:
+    """Counts rollout batches in a row in which every group of the batch (over all ranks) has zero reward variance:
+    every advantage is 0, so the update has no policy gradient. Warns once per such streak after `warn_after`
+    batches and stops the run (GuardTripped) after `stop_after`; 0 turns either off. Its state is checkpointed."""
+
+    def __init__(self, warn_after: int, stop_after: int):
+        self.warn_after, self.stop_after = warn_after, stop_after
+        self.consecutive, self.warned = 0, False
+
+    def observe(self, rollout_batch: int, zero_var_group_frac: float, reward_mean: float) -> None:
+        """`zero_var_group_frac`: the global share of the batch's groups with equal rewards (1.0 = no signal)."""
+        if zero_var_group_frac < 1.0:
+            self.consecutive, self.warned = 0, False
+            return
+        self.consecutive += 1
+        why = (
+            f"every group's rewards were equal (mean reward {reward_mean:.3g}), so every advantage is 0 and no "
+            "gradient flows: the model solves none of these prompts (or all of them), or the reward never fires "
+            "(check the reward function, task.data.answer_field and rollout.max_response_tokens)"
+        )
+        if self.warn_after and self.consecutive >= self.warn_after and not self.warned:
+            self.warned = True
+            stop = f"; the run stops after {self.stop_after} such batches" if self.stop_after else ""
+            print(
+                f"two-grpo: warning: no learning signal: in the last {self.consecutive} rollout batches {why}{stop} "
+                "(guards.zero_signal_warn_batches / guards.zero_signal_stop_batches, 0 = off)",
+                file=sys.stderr,
+                flush=True,
+            )
+        if self.stop_after and self.consecutive >= self.stop_after:
+            raise GuardTripped(
+                f"rollout batch {rollout_batch}: {self.consecutive} rollout batches in a row without learning signal "
+                f"(guards.zero_signal_stop_batches={self.stop_after}): {why}; stopped, the last checkpoint is kept"
+            )
+
+    def state_dict(self) -> dict[str, int]:
+        return {"consecutive": self.consecutive, "warned": int(self.warned)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.consecutive, self.warned = int(state["consecutive"]), bool(state["warned"])
 
 
 def check_reward_failures(rollout_batch: int, n: int, timeouts: int, errors: int, max_frac: float) -> None:

@@ -1,6 +1,8 @@
 """Decide at start whether `two-grpo train` starts, resumes or refuses (the resume contract).
 
 - `resume=RUN_DIR`: resume RUN_DIR with the config saved there (`RUN_DIR/config.yaml`).
+- `resume=auto`: resume the newest unfinished run (a complete checkpoint, no summary.json) with the same config
+  under the run root (the parent of hydra.run.dir: `runs/` by default), saying which; none: start a new run.
 - the same command again (same `hydra.run.dir`) on a dir holding an unfinished run with a checkpoint: resume,
   if the config is the same (`run_id` and `resume` aside); a different config is refused naming the first key.
 - a dir with metrics.jsonl but no complete checkpoint: refused (nothing to resume from).
@@ -9,6 +11,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from two_grpo.checkpoint import CheckpointManager
 from two_grpo.config import TrainConfig
 
 IGNORED_KEYS = ("run_id", "resume")
+AUTO = "auto"
 
 
 class ResumeRefused(ValueError):
@@ -60,6 +64,16 @@ def load_saved_config(run_dir: Path) -> TrainConfig:
 
 def resume_decision(run_dir: Path, typed: TrainConfig) -> tuple[Path, TrainConfig, bool, bool]:
     """-> (run dir, config to run, resuming?, already finished?). Raises ResumeRefused with a one-line reason."""
+    if typed.resume == AUTO:
+        root = run_dir.parent
+        found = find_unfinished_run(root, typed)
+        if found is not None:
+            print(f"two-grpo: resume=auto: resuming {found} (the newest unfinished run with this config under {root})")
+            return found, load_saved_config(found), True, False
+        print(
+            f"two-grpo: resume=auto: no unfinished run with this config under {root}; starting a new run in {run_dir}"
+        )
+        typed = replace(typed, resume="")
     if typed.resume:
         run_dir = Path(typed.resume).expanduser()
         saved = load_saved_config(run_dir)
@@ -87,3 +101,20 @@ def resume_decision(run_dir: Path, typed: TrainConfig) -> tuple[Path, TrainConfi
             "choose another hydra.run.dir or run_id"
         )
     return run_dir, saved, True, False
+
+
+def find_unfinished_run(root: Path, typed: TrainConfig) -> Path | None:
+    """The newest dir under `root` (by its metrics.jsonl's time) holding an unfinished run with a complete
+    checkpoint and the same config as `typed` (IGNORED_KEYS aside); None when there is none."""
+    found: list[tuple[float, str, Path]] = []
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        if not (d / "config.yaml").is_file() or (d / "summary.json").exists() or not (d / "metrics.jsonl").exists():
+            continue
+        try:
+            if first_difference(load_saved_config(d), typed) is not None:
+                continue
+        except Exception:  # an unreadable or foreign config.yaml is not a candidate
+            continue
+        if CheckpointManager(d).latest() is not None:
+            found.append(((d / "metrics.jsonl").stat().st_mtime, d.name, d))
+    return max(found)[2] if found else None

@@ -30,7 +30,7 @@ from two_grpo.data_gate import gate_train_set
 from two_grpo.dist import init_dist
 from two_grpo.evaluate import OUTCOMES_FILE, Evaluator, load_benchmarks
 from two_grpo.final_model import save_final
-from two_grpo.guards import NonFiniteGuard, Preempted, PreemptionFlag, check_reward_failures
+from two_grpo.guards import NonFiniteGuard, Preempted, PreemptionFlag, ZeroSignalGuard, check_reward_failures
 from two_grpo.learner import make_learner
 from two_grpo.models import (
     check_positions,
@@ -40,7 +40,7 @@ from two_grpo.models import (
     read_model_config,
     resolve_model_path,
 )
-from two_grpo.rewards import RewardScorer
+from two_grpo.rewards import RewardScorer, plugin_parts
 from two_grpo.rollout import engine_report, make_engine
 from two_grpo.rollout.base import train_sampling
 from two_grpo.sampler import PromptSampler
@@ -151,7 +151,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     task = make_task(cfg.task, tokenizer)
     train_set = task.train_prompts()
-    scorer = RewardScorer(task, cfg.task.reward_timeout_s, cfg.task.reward_workers)
+    scorer = RewardScorer(task, cfg.task.reward_timeout_s, cfg.task.reward_workers, plugin_parts(cfg.task))
     suite = load_benchmarks(cfg, tokenizer, task, scorer)  # the held-out split and eval.benchmarks
     eval_prompts = [p for bench in suite for p in bench.prompts]
     train_set, _ = gate_train_set(cfg.task, train_set, eval_prompts, getattr(task, "duplicates_removed", 0))
@@ -192,11 +192,13 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     )
     summary: dict[str, Any] = {}
     guard, preempt = NonFiniteGuard(cfg.learner.max_consecutive_skips), PreemptionFlag().install()
+    zero_signal = ZeroSignalGuard(cfg.guards.zero_signal_warn_batches, cfg.guards.zero_signal_stop_batches)
     try:
         if resume_from is not None:
             state = resume_from.trainer_state()
             eval_start, rollout_batch, history = state["eval_start"], state["rollout_batch"], state["history"]
             restore_state(state, resume_from, learner, engine, sampler, budget, timers, guard, dist)
+            zero_signal.load_state_dict(state.get("zero_signal", zero_signal.state_dict()))
         else:
             with timers.phase("eval"):
                 eval_start = evaluator.run(engine, budget, timers)
@@ -206,6 +208,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         def checkpoint() -> None:
             nonlocal saved_step
             state = trainer_state(rollout_batch, sampler, budget, timers, guard, learner, history, eval_start)
+            state["zero_signal"] = zero_signal.state_dict()
             saved_step = save_checkpoint(ckpts, budget.steps, learner, state, saved_step, dist)
 
         preempted = False
@@ -213,7 +216,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
             steps_before, rollouts_before = budget.steps, budget.rollouts
             history += rollout_step(
                 cfg, derived, rollout_batch, train_set, sampler, engine, scorer, learner, tracker, timers, budget, view,
-                guard=guard,
+                guard=guard, zero_signal=zero_signal,
             )  # fmt: skip
             rollout_batch += 1
             due = evaluator.due(steps_before, budget.steps, rollouts_before, budget.rollouts)
@@ -230,7 +233,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         if preempted:
             raise Preempted(
                 f"preempted by {preempt.signal_name} at step {budget.steps}; checkpoint "
-                f"{run_dir / 'checkpoints' / f'step_{saved_step}'}; run the same command again to resume"
+                f"{run_dir / 'checkpoints' / f'step_{saved_step}'}; to resume: {resume_command(run_dir)}"
             )
         with timers.phase("eval"):
             eval_end = evaluator.run(engine, budget, timers)
@@ -264,6 +267,7 @@ def rollout_step(
     budget: Budget,
     view: ProgressView,
     guard: NonFiniteGuard | None = None,
+    zero_signal: ZeroSignalGuard | None = None,
 ) -> list[dict[str, Any]]:
     """One rollout batch and its U optimizer steps; returns the metrics lines it logged."""
     t_step = time.perf_counter()
@@ -302,6 +306,8 @@ def rollout_step(
         signal = dist.reduce_metrics(signal, "mean")
         signal["rollout/zero_var_pred_batch_p"] = predicted_zero_var_frac(shared["rollout/solve_rate"], cfg.group_size)
     shared.update(signal)
+    parts = {f"reward/{name}_mean": sum(v) / max(len(v), 1) for name, v in report.parts.items()}
+    shared.update(dist.reduce_metrics(parts, "mean"))  # whole groups on every rank: the mean over ranks
     keep = [r for r, z in zip(rollouts, zero_var.tolist()) if not (cfg.algo.drop_zero_var_groups and z)]
     minibatches = split_groups(keep, derived.updates_per_rollout_batch)
     batches = [collate(mb, engine.pad_id) if mb else None for mb in minibatches]
@@ -345,6 +351,8 @@ def rollout_step(
             tracker.dump_rollouts(budget.steps, mr.gather_for_dump(rollouts, dist), by_id)
         if cfg.budget.max_steps and budget.steps >= cfg.budget.max_steps:
             break
+    if zero_signal is not None:  # on global metrics: every rank warns or stops together
+        zero_signal.observe(rollout_batch, shared["rollout/zero_var_group_frac"], shared["rollout/reward_mean"])
     return lines
 
 
@@ -379,6 +387,14 @@ def make_summary(
     out.update({f"{k} (end)": v for k, v in eval_end.items()})
     out.update({f"time/{p}_total_s": timers.total.get(p, 0.0) for p in PHASES})
     return out
+
+
+def resume_command(run_dir: Path) -> str:
+    """The exact command that resumes `run_dir` (its saved config is used; under torchrun / deepspeed, add
+    `resume=RUN_DIR` to the launch command instead)."""
+    import shlex
+
+    return f"two-grpo train resume={shlex.quote(str(run_dir))}"
 
 
 def final_weights(learner, dist) -> dict[str, torch.Tensor]:

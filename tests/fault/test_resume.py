@@ -176,7 +176,7 @@ def test_preemption_saves_exits_3_and_the_same_command_resumes(tmp_path, tiny_mo
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 3, err[-3000:]
-    assert f"received {sig.name}" in err and "run the same command again to resume" in err
+    assert f"received {sig.name}" in err and f"to resume: two-grpo train resume={run_dir}" in err
     saved = int((run_dir / "checkpoints" / "latest").read_text().strip().split("_")[1])
     assert saved < 8 and len(metrics(run_dir)) == saved  # it stopped at the first safe point after the signal
     assert not (run_dir / "summary.json").exists()

@@ -1,20 +1,34 @@
-"""Tasks: name -> class. A task yields prompts and scores completions; it never imports an engine."""
+"""Tasks: name -> class. A task yields prompts and scores completions; it never imports an engine.
+
+Besides the built-ins, `task.module=pkg.module:TaskClass` or a `two_grpo.tasks` entry point names your own class
+(tasks/plugins.py); it is built as TaskClass(task_cfg, tokenizer) and must follow tasks/base.py's Task protocol.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from two_grpo.config import TaskConfig
+from two_grpo.config import ConfigError, TaskConfig
 from two_grpo.tasks.base import Task
+
+TASK_ATTRS = ("name", "score_fn", "sandboxed", "train_prompts", "eval_prompts")
 
 
 def make_task(cfg: TaskConfig, tokenizer: Any) -> Task:
+    if cfg.module or cfg.name not in ("toy_arith", "math"):
+        from two_grpo.tasks.plugins import load_task_class
+
+        cls = load_task_class(cfg.module, cfg.name)
+        task = cls(cfg, tokenizer)
+        missing = [a for a in TASK_ATTRS if not hasattr(task, a)]
+        if missing:
+            where = cfg.module or cfg.name
+            raise ConfigError(f"task {where!r}: the task object has no {', '.join(missing)} (see tasks/base.py)")
+        return task
     if cfg.name == "toy_arith":
         from two_grpo.tasks.toy_arith import ToyArithTask
 
         return ToyArithTask(cfg.arith)
-    if cfg.name == "math":
-        from two_grpo.tasks.math_task import MathTask
+    from two_grpo.tasks.math_task import MathTask
 
-        return MathTask(cfg.data, tokenizer)
-    raise ValueError(f"unknown task {cfg.name!r}")
+    return MathTask(cfg.data, tokenizer)

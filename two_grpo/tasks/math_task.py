@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
+from dataclasses import replace
 from typing import Any
 
 from two_grpo.batch import Prompt
 from two_grpo.config import ConfigError, DataConfig
-from two_grpo.data_gate import check_record
+from two_grpo.data_gate import check_record, get_field, normalize
 
 
 def last_boxed(text: str) -> str | None:
@@ -46,16 +48,22 @@ def math_verify_score(gold: str, completion: str) -> float:
 
 def load_records(path: str, split: str) -> list[dict[str, Any]]:
     """Rows of a .jsonl / .parquet file, or of a HF dataset `path` (needs the `datasets` package)."""
+    return load_records_with_lines(path, split)[0]
+
+
+def load_records_with_lines(path: str, split: str) -> tuple[list[Any], list[int] | None]:
+    """(rows, each row's line number in a JSONL file, or None for other sources)."""
     if path.endswith(".jsonl") or path.endswith(".json"):
         if not os.path.isfile(path):
             raise ConfigError(
                 f"task.data.path={path!r}: file not found; give an existing .jsonl/.parquet file or a HF dataset name"
             )
-        rows = []
+        rows, lines = [], []
         try:
             with open(path, encoding="utf-8") as f:
                 for n, line in enumerate(f, 1):
                     if line.strip():
+                        lines.append(n)
                         try:
                             rows.append(json.loads(line))
                         except json.JSONDecodeError as exc:
@@ -64,7 +72,7 @@ def load_records(path: str, split: str) -> list[dict[str, Any]]:
                             ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"task.data.path={path!r}: unreadable ({type(exc).__name__}); check the file") from None
-        return rows
+        return rows, lines
     if path.endswith(".parquet"):
         if not os.path.isfile(path):
             raise ConfigError(
@@ -73,7 +81,7 @@ def load_records(path: str, split: str) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(path).to_pylist()
+            return pq.read_table(path).to_pylist(), None
         except Exception as exc:
             raise ConfigError(f"{path}: unreadable parquet file ({type(exc).__name__}); check the file") from None
     try:
@@ -84,11 +92,14 @@ def load_records(path: str, split: str) -> list[dict[str, Any]]:
             "or give a local .jsonl/.parquet file"
         ) from None
     try:
-        return list(datasets.load_dataset(path, split=split))
+        return list(datasets.load_dataset(path, split=split)), None
     except Exception as exc:
         raise ConfigError(
             f"task.data.path={path!r} split={split!r}: could not load ({type(exc).__name__}: {exc})"[:300]
         ) from None
+
+
+EVAL_SPLIT_SEED = 1234  # task.data.eval_frac: the held-out split depends on the file, not on the run seed
 
 
 class MathTask:
@@ -101,33 +112,53 @@ class MathTask:
         self.duplicates_removed = 0
         self._train = self._load(cfg.path, cfg.split)
         self._eval = self._load(cfg.eval_path, cfg.eval_split) if cfg.eval_path else []
+        if cfg.eval_frac > 0:
+            self._train, self._eval = held_out_split(self._train, cfg.eval_frac, cfg.path)
 
-    def render(self, question: str) -> str:
+    def render(self, question: str | list[dict[str, str]]) -> str:
+        """The text the model sees: chat messages through the tokenizer's chat template (as they are, TRL's
+        conversational format); a string through `template`, then the chat template when the model has one."""
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if isinstance(question, list):
+            if not has_template:
+                raise ConfigError(
+                    f"{self.cfg.path}: the prompts are chat messages but the model's tokenizer has no chat template; "
+                    "give string prompts or a model with a chat template"
+                )
+            return self.tokenizer.apply_chat_template(question, tokenize=False, add_generation_prompt=True)
         body = self.cfg.template.format(problem=question)
-        if self.cfg.use_chat_template and getattr(self.tokenizer, "chat_template", None):
+        if self.cfg.use_chat_template and has_template:
             return self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
             )
         return body
 
     def _load(self, path: str, split: str) -> list[Prompt]:
-        rows = load_records(path, split)
+        rows, lines = load_records_with_lines(path, split)
         if not rows:
             raise ConfigError(f"task.data.path={path!r}: no records; point it at a non-empty dataset")
         pf, af = self.cfg.prompt_field, self.cfg.answer_field
+        passed_over = {pf, af, pf.split(".")[0], af.split(".")[0], "completion", "answer"}
         prompts: list[Prompt] = []
         seen: set[str] = set()
         for n, row in enumerate(rows, 1):
-            check_record(row, n, path, pf, af)
-            gold = row[af][0] if isinstance(row[af], list) and row[af] else row[af]  # OlympiadBench: a list
-            question, answer = str(row[pf]), str(gold)
+            check_record(row, n, path, pf, af, lines[n - 1] if lines else None)
+            raw_answer = get_field(row, af)
+            gold = raw_answer[0] if isinstance(raw_answer, list) and raw_answer else raw_answer  # OlympiadBench
+            raw = get_field(row, pf)
+            question = "\n".join(m["content"] for m in raw) if isinstance(raw, list) else raw
+            answer = str(gold)
             if self.cfg.answer_from_boxed:
                 answer = last_boxed(answer) or answer
-            if question in seen:  # duplicate prompts would double-weight a problem
+            key = normalize(question)
+            if key in seen:  # duplicate prompts would double-weight a problem
                 self.duplicates_removed += 1
                 continue
-            seen.add(question)
-            prompts.append(Prompt(prompt_id=len(prompts), text=self.render(question), answer=answer, question=question))
+            seen.add(key)
+            fields = {k: v for k, v in row.items() if k not in passed_over}
+            prompts.append(
+                Prompt(prompt_id=len(prompts), text=self.render(raw), answer=answer, question=question, fields=fields)
+            )
             if self.cfg.max_prompts and len(prompts) >= self.cfg.max_prompts:
                 break
         return prompts
@@ -137,3 +168,18 @@ class MathTask:
 
     def eval_prompts(self, n: int) -> list[Prompt]:
         return self._eval[:n]
+
+
+def held_out_split(prompts: list[Prompt], frac: float, path: str) -> tuple[list[Prompt], list[Prompt]]:
+    """(train, eval): a seeded `frac` of the (deduplicated) prompts held out for eval and removed from training;
+    both renumbered 0..n-1. The split is the same for every run on the same file."""
+    n_eval = max(1, round(frac * len(prompts)))
+    if n_eval >= len(prompts):
+        raise ConfigError(
+            f"task.data.eval_frac={frac}: holds out {n_eval} of {len(prompts)} prompts of {path}, leaving none to "
+            "train on; lower it"
+        )
+    held = set(random.Random(EVAL_SPLIT_SEED).sample(range(len(prompts)), n_eval))
+    train = [replace(p, prompt_id=i) for i, p in enumerate(p for j, p in enumerate(prompts) if j not in held)]
+    evals = [replace(p, prompt_id=i) for i, p in enumerate(p for j, p in enumerate(prompts) if j in held)]
+    return train, evals

@@ -24,6 +24,7 @@ class Outcome:
     value: float
     status: str  # ok | timeout | error
     detail: str = ""
+    parts: tuple[float, ...] = ()  # a plug-in reward's per-function values (rewards.PluginReward)
 
 
 def _detach_from_signals() -> None:
@@ -52,9 +53,17 @@ def _worker_loop(conn: Connection, fn: Callable[..., float]) -> None:
             return
         idx, args = msg
         try:
-            conn.send((idx, "ok", float(fn(*args)), ""))
+            value, parts = split_value(fn(*args))
+            conn.send((idx, "ok", value, "", parts))
         except Exception as exc:  # a raising reward function scores 0 and is counted by the caller
-            conn.send((idx, "error", 0.0, f"{type(exc).__name__}: {exc}"[:500]))
+            conn.send((idx, "error", 0.0, f"{type(exc).__name__}: {exc}"[:500], ()))
+
+
+def split_value(out: Any) -> tuple[float, tuple[float, ...]]:
+    """A scoring function's result -> (reward, per-part values): a float, or a tuple (total, part 1, part 2, ...)."""
+    if isinstance(out, tuple):
+        return float(out[0]), tuple(float(x) for x in out[1:])
+    return float(out), ()
 
 
 class _Worker:
@@ -136,8 +145,8 @@ class ScoringPool:
                     continue
                 w = busy.pop(conn)  # type: ignore[arg-type]
                 try:
-                    idx, status, value, detail = conn.recv()  # type: ignore[union-attr]
-                    results[idx] = Outcome(value, status, detail)
+                    idx, status, value, detail, parts = conn.recv()  # type: ignore[union-attr]
+                    results[idx] = Outcome(value, status, detail, parts)
                 except (EOFError, OSError):  # worker died (e.g. out of memory): score 0, replace it
                     results[w.item] = Outcome(0.0, "error", "worker process died")  # type: ignore[index]
                     self._replace(w)
