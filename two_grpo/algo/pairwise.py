@@ -66,7 +66,7 @@ def pairwise_loss(
         minibatch_pairs: pairs in the whole optimizer mini-batch (tied pairs included).
 
     Returns:
-        loss (scalar) and detached metric sums: `loss/pairs_signal`, `loss/pairs_tied`, `loss/margin_sum`
+        loss (scalar) and detached metric sums: `loss/pairs_signal`, `loss/pairs_tied`, `loss/pair_margin_total`
         (over signal pairs) and `loss/policy`.
     """
     if beta <= 0:
@@ -82,5 +82,5 @@ def pairwise_loss(
         "loss/policy": loss.detach(),
         "loss/pairs_signal": n_signal.detach().to(logp.dtype),
         "loss/pairs_tied": (~signal).sum().detach().to(logp.dtype),
-        "loss/margin_sum": (margin * signal).sum().detach(),
+        "loss/pair_margin_total": (margin * signal).sum().detach(),
     }

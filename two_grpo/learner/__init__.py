@@ -14,7 +14,7 @@ def make_learner(cfg: TrainConfig, model: Any, engine_shares_model: bool = True)
 
         if cfg.learner.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        return TorchLearner(model, cfg.learner, cfg.lr, cfg.algo, cfg.rollout.temperature)
+        return TorchLearner(model, cfg.learner, cfg.lr, cfg.algo, cfg.rollout.temperature, cfg.diagnostics)
     if cfg.learner.backend == "deepspeed":
         from two_grpo.learner.deepspeed_learner import DeepSpeedLearner
 

@@ -20,8 +20,17 @@ from two_grpo.learner.step import accumulate, forward_logprobs, micro_batch_loss
 
 
 class TorchLearner:
-    def __init__(self, model: Any, cfg: LearnerConfig, lr: float, algo: AlgoConfig, temperature: float):
+    def __init__(
+        self, model: Any, cfg: LearnerConfig, lr: float, algo: AlgoConfig, temperature: float, noise: Any = None
+    ):
+        """`noise`: a DiagnosticsConfig with grad_noise on and grad_noise_sets >= 2, or None (nothing measured)."""
         self.model, self.cfg, self.algo, self.temperature = model, cfg, algo, temperature
+        self.whole_groups = algo.loss == "pairwise"  # a pair's two rows share a micro-batch
+        self.noise = None
+        if noise is not None and noise.grad_noise and noise.grad_noise_sets >= 2:
+            from two_grpo.learner.grad_noise_probe import GradNoiseProbe
+
+            self.noise = GradNoiseProbe(noise.grad_noise_sets, noise.grad_noise_dims, noise.grad_noise_seed, algo)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             self.params, lr=lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, weight_decay=cfg.weight_decay
@@ -50,7 +59,7 @@ class TorchLearner:
     @torch.no_grad()
     def _logprobs(self, model: Any, batch: TrainBatch) -> torch.Tensor:
         out = torch.zeros_like(batch.loss_mask)
-        for idx, micro in micro_batches(batch, self.cfg.micro_rollouts, self.cfg.sort_by_length):
+        for idx, micro in micro_batches(batch, self.cfg.micro_rollouts, self.cfg.sort_by_length, self.whole_groups):
             logp, _ = forward_logprobs(model, micro, self.temperature)
             out[idx, : logp.shape[1]] = logp
         return out
@@ -60,10 +69,15 @@ class TorchLearner:
         n_tok, n_seq = mb.n_tokens, float(len(mb))
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
-        for _, micro in micro_batches(mb, self.cfg.micro_rollouts, self.cfg.sort_by_length):
-            loss, metrics = micro_batch_loss(self.model, micro, self.algo, self.temperature, n_tok, n_seq)
-            loss.backward()
-            accumulate(sums, metrics)
+        sets = self.noise.sets(mb) if self.noise is not None else [mb]  # disjoint sets of whole groups
+        for part in sets:
+            for _, micro in micro_batches(part, self.cfg.micro_rollouts, self.cfg.sort_by_length, self.whole_groups):
+                loss, metrics = micro_batch_loss(self.model, micro, self.algo, self.temperature, n_tok, n_seq)
+                loss.backward()
+                accumulate(sums, metrics)
+            if self.noise is not None:
+                self.noise.after_set(part, self.params, n_tok, n_seq)
+        noise_metrics = self.noise.finish() if self.noise is not None else {}
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
         lr = self.scheduler.get_last_lr()[0]
@@ -77,6 +91,7 @@ class TorchLearner:
         out = summarize(sums, n_tok)
         out.update({"optim/grad_norm": grad_norm, "optim/lr": lr, "optim/skipped": float(skipped)})
         out["loss/clip_frac"] = out.get("loss/clip_frac_low", 0.0) + out.get("loss/clip_frac_high", 0.0)
+        out.update(noise_metrics)
         return out
 
     def save_state(self, folder: Path) -> None:
