@@ -51,7 +51,7 @@ def test_micro_batches_keep_groups_whole():
         chunks = micro_batches(batch, 4, by_length, whole_groups=True)
         seen = torch.cat([idx for idx, _ in chunks])
         assert sorted(seen.tolist()) == list(range(12))
-        for idx, sub in chunks:
+        for _, sub in chunks:
             for g in sub.group_ids.unique():
                 assert int((sub.group_ids == g).sum()) == 2  # both rows of the pair
 
