@@ -129,6 +129,8 @@ class AlgoConfig:
     tis_cap: float = 0.0  # > 0: weight token losses by min(pi_learner_old / pi_engine, tis_cap) (truncated IS)
     loss: str = "grpo"  # grpo (clipped surrogate, algo/losses.py) | pairwise (the DPO form at G=2, algo/pairwise.py)
     pairwise_beta: float = 0.1  # algo.loss=pairwise: temperature of the log-ratio margin (no effect on-policy)
+    resample_zero_var: bool = False  # replace zero-variance groups by groups of fresh prompts (DAPO / 2-GRPO+RS)
+    resample_max_rollouts: int = 0  # cap of extra rollouts per rollout batch (every one is budgeted); 0 = P*G
 
 
 @dataclass
@@ -384,6 +386,8 @@ def validate_loss_and_diagnostics(cfg: TrainConfig) -> None:
             raise ConfigError(
                 f"learner.micro_rollouts={cfg.learner.micro_rollouts} must be even with algo.loss=pairwise (whole pairs)"
             )
+    if a.resample_max_rollouts < 0:
+        raise ConfigError(f"algo.resample_max_rollouts={a.resample_max_rollouts} must be >= 0 (0 = P*G)")
     if d.grad_noise:
         if d.grad_noise_sets < 1 or d.grad_noise_dims < 1:
             raise ConfigError("diagnostics.grad_noise_sets and diagnostics.grad_noise_dims must be >= 1")

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from two_grpo import multirank as mr
 from two_grpo.batch import Prompt, Rollout, collate, split_groups
 from two_grpo.checkpoint import CheckpointManager, set_rng_state
-from two_grpo.config import Derived, TrainConfig, derive
+from two_grpo.config import ConfigError, Derived, TrainConfig, derive
 from two_grpo.console import ProgressView, print_engine, print_header, print_summary
 from two_grpo.data_gate import gate_train_set
 from two_grpo.dist import init_dist
@@ -33,6 +33,7 @@ from two_grpo.final_model import save_final
 from two_grpo.guards import NonFiniteGuard, Preempted, PreemptionFlag, check_reward_failures
 from two_grpo.learner import make_learner
 from two_grpo.models import load_model, load_tokenizer, resolve_model_path
+from two_grpo.resample import resample_zero_var
 from two_grpo.rewards import RewardScorer
 from two_grpo.rollout import engine_report, make_engine
 from two_grpo.rollout.base import train_sampling
@@ -251,13 +252,26 @@ def rollout_step(
         rollouts = engine.generate(my_prompts, my_group_ids, sampling)
     with timers.phase("reward"):
         report = scorer.score(rollouts, by_id)
-        rewards = torch.tensor(report.rewards, dtype=torch.float32)  # [R]
+        for r, reward in zip(rollouts, report.rewards):
+            r.reward = reward
+    generated, resampled = rollouts, {}
+    if cfg.algo.resample_zero_var:  # every extra draw is budgeted below (generated) and timed in its phase
+        if dist.active:
+            raise ConfigError("algo.resample_zero_var=true runs in a single process for now; drop it or the launcher")
+        cap = cfg.algo.resample_max_rollouts or len(rollouts)
+        rollouts, drawn, resampled = resample_zero_var(
+            rollouts, rollout_batch=rollout_batch, train_set=train_set, sampler=sampler, engine=engine, scorer=scorer,
+            by_id=by_id, sampling=sampling, timers=timers, report=report, max_extra_rollouts=cap,
+        )  # fmt: skip
+        generated = generated + drawn
+    with timers.phase("reward"):
+        rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)  # [R]
         adv, zero_var = mr.global_advantages(rewards, torch.tensor([r.group_id for r in rollouts]), cfg, dist)
-        for r, reward, a in zip(rollouts, report.rewards, adv.tolist()):
-            r.reward, r.advantage = reward, a
+        for r, a in zip(rollouts, adv.tolist()):
+            r.advantage = a
     if report.first_failures:
         tracker.dump_failures(budget.steps + 1, report.first_failures)
-    n_rollouts, n_tokens = mr.global_counts(rollouts, dist)
+    n_rollouts, n_tokens = mr.global_counts(generated, dist)
     budget.rollouts += n_rollouts
     budget.tokens += n_tokens
     if dist.active:
@@ -276,6 +290,7 @@ def rollout_step(
         signal = dist.reduce_metrics(signal, "mean")
         signal["rollout/zero_var_pred_batch_p"] = predicted_zero_var_frac(shared["rollout/solve_rate"], cfg.group_size)
     shared.update(signal)
+    shared.update(resampled)
     keep = [r for r, z in zip(rollouts, zero_var.tolist()) if not (cfg.algo.drop_zero_var_groups and z)]
     minibatches = split_groups(keep, derived.updates_per_rollout_batch)
     batches = [collate(mb, engine.pad_id) if mb else None for mb in minibatches]

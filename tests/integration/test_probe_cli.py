@@ -60,3 +60,21 @@ def test_probe_bad_input_is_one_line(tmp_path):
     )
     p = cli("probe", f"probe.check_run={tmp_path}", cwd=tmp_path)
     assert p.returncode == 2 and "no metrics.jsonl there" in p.stderr
+
+
+def test_resampling_counts_every_rollout_in_the_budget(tmp_path, tiny_model_dir):
+    """algo.resample_zero_var: each rollout batch generates P*G plus the resampled rollouts, and budget/* counts
+    all of them; the cap holds."""
+    run = tmp_path / "rs"
+    args = ["train", f"model.path={tiny_model_dir}", "group_size=2", "prompts_per_rollout=8", "prompts_per_minibatch=8",
+            "algo.resample_zero_var=true", "algo.resample_max_rollouts=8", "budget.max_steps=3", "eval.prompts=0",
+            f"hydra.run.dir={run}"]  # fmt: skip
+    p = cli(*args, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    total = 0
+    for m in lines:
+        assert 0 <= m["rollout/resampled_rollouts"] <= 8 and m["rollout/resampled_rollouts"] % 2 == 0
+        total += 16 + m["rollout/resampled_rollouts"]
+        assert m["budget/rollouts_total"] == total
+    assert any(m["rollout/resampled_rollouts"] > 0 for m in lines)  # the barely-trained fixture model fails a lot
