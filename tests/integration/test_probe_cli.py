@@ -20,14 +20,8 @@ def cli(*args, cwd):
     )
 
 
-def test_probe_predicts_the_first_rollout_batches(tmp_path, tiny_model_dir):
-    model = f"model.path={tiny_model_dir}"
-    # a model that solves some problems: a short run at a high lr on the 30-step warm start of the fixture
-    warm = tmp_path / "warm"
-    p = cli("train", model, "lr=3e-3", "budget.max_steps=40", "eval.prompts=0", f"hydra.run.dir={warm}", cwd=tmp_path)
-    assert p.returncode == 0, p.stderr[-2000:]
-    model = f"model.path={warm / 'final'}"
-
+def test_probe_predicts_the_first_rollout_batches(tmp_path):
+    model = "model.path=builtin:tiny"  # the embedded default (built once into the cache, shared with test_learns)
     p = cli("probe", model, "probe.prompts=64", "probe.samples=16", f"probe.out={tmp_path / 'probe'}", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     result = json.loads((tmp_path / "probe" / "probe.json").read_text())
