@@ -8,6 +8,7 @@
     two-grpo eval [RUN_DIR|MODEL_DIR] [KEY=VALUE ...]   Mean@k / Pass@k of a run's final weights or a model
     two-grpo sweep sweep=<preset> [KEY=VALUE ...]       run a preset's members (dry_run=true: print the plan)
     two-grpo report <SWEEP_DIR|RUN_DIR ...>             table, CSV, Markdown and plots over seeds
+    two-grpo probe [KEY=VALUE ...]                      before training: predicted signal per group size G
 
 Configs come from `two_grpo/conf` in an installed wheel, else from the repository's `conf/`.
 Running the same command again on a hydra.run.dir that holds an unfinished run with a checkpoint resumes it.
@@ -257,6 +258,12 @@ def cmd_sweep(argv: list[str]) -> int:
     return run(argv)
 
 
+def cmd_probe(argv: list[str]) -> int:
+    from two_grpo.probe import cmd_probe as run
+
+    return run(argv)
+
+
 def cmd_report(argv: list[str]) -> int:
     from two_grpo.report import cmd_report as run
 
@@ -264,7 +271,7 @@ def cmd_report(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "build-model": cmd_build_model}
-COMMANDS.update({"eval": cmd_eval, "sweep": cmd_sweep, "report": cmd_report})
+COMMANDS.update({"eval": cmd_eval, "sweep": cmd_sweep, "report": cmd_report, "probe": cmd_probe})
 
 
 def main(argv: list[str] | None = None) -> int:

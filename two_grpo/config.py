@@ -143,6 +143,23 @@ class AlgoConfig:
     # rollout engines that report sampling log-probs (vllm): which log-probs are the behaviour policy
     old_logp_source: str = "learner"  # learner (recomputed) | engine (the sampler's own log-probs in the ratio)
     tis_cap: float = 0.0  # > 0: weight token losses by min(pi_learner_old / pi_engine, tis_cap) (truncated IS)
+    loss: str = "grpo"  # grpo (clipped surrogate, algo/losses.py) | pairwise (the DPO form at G=2, algo/pairwise.py)
+    pairwise_beta: float = 0.1  # algo.loss=pairwise: temperature of the log-ratio margin (no effect on-policy)
+    resample_zero_var: bool = False  # replace zero-variance groups by groups of fresh prompts (DAPO / 2-GRPO+RS)
+    resample_max_rollouts: int = 0  # cap of extra rollouts per rollout batch (every one is budgeted); 0 = P*G
+
+
+@dataclass
+class DiagnosticsConfig:
+    """Optional measurements of the update itself (off by default: each has a cost, stated per key)."""
+
+    # per optimizer step: K disjoint sets of whole groups, each set's gradient sketched to `grad_noise_dims`
+    # floats (algo/grad_noise.py); logs grad_noise/{b_simple,snr,trace_cov,grad_sq,set_cos_mean}. Cost: K sketches
+    # of the full gradient per step (O(parameters) each) and micro-batches that no longer mix sets.
+    grad_noise: bool = False
+    grad_noise_sets: int = 4  # K; 1 = nothing measured (training is bitwise unchanged)
+    grad_noise_dims: int = 4096
+    grad_noise_seed: int = 0
 
 
 @dataclass
@@ -235,6 +252,7 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
     guards: GuardsConfig = field(default_factory=GuardsConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     resume: str = ""  # a run dir to resume (its saved config is used); auto = the newest unfinished run with this
     # config under the run root (runs/); "" = start, or resume hydra.run.dir
 
@@ -251,6 +269,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "algo.loss_agg": ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum"),
     "algo.kl_estimator": ("k1", "k3"),
     "algo.old_logp_source": ("learner", "engine"),
+    "algo.loss": ("grpo", "pairwise"),
     "logger.backend": ("jsonl", "wandb"),
     "task.data.overlap": ("report", "drop", "refuse"),
 }
@@ -416,6 +435,7 @@ def validate(cfg: TrainConfig) -> None:
             ">= 0 (0 = off)"
         )
     validate_plugins(cfg)
+    validate_loss_and_diagnostics(cfg)
 
 
 BUILTIN_TASKS = CHOICES["task.name"]
@@ -457,3 +477,33 @@ def validate_plugins(cfg: TrainConfig) -> None:
     g = cfg.guards
     if g.zero_signal_warn_batches < 0 or g.zero_signal_stop_batches < 0:
         raise ConfigError("guards.zero_signal_warn_batches / guards.zero_signal_stop_batches must be >= 0 (0 = off)")
+
+
+def validate_loss_and_diagnostics(cfg: TrainConfig) -> None:
+    """algo.loss=pairwise and diagnostics.* combinations (issue: test the paper's argument)."""
+    a, d = cfg.algo, cfg.diagnostics
+    if a.loss == "pairwise":
+        if cfg.group_size != 2:
+            raise ConfigError(
+                f"algo.loss=pairwise compares the two rollouts of a pair: set group_size=2 (got {cfg.group_size})"
+            )
+        if a.pairwise_beta <= 0:
+            raise ConfigError(f"algo.pairwise_beta={a.pairwise_beta} must be > 0")
+        if a.kl_coef > 0:
+            raise ConfigError("algo.loss=pairwise has its reference built in (the sampling policy): set algo.kl_coef=0")
+        if cfg.learner.micro_rollouts % 2:
+            raise ConfigError(
+                f"learner.micro_rollouts={cfg.learner.micro_rollouts} must be even with algo.loss=pairwise (whole pairs)"
+            )
+    if a.resample_max_rollouts < 0:
+        raise ConfigError(f"algo.resample_max_rollouts={a.resample_max_rollouts} must be >= 0 (0 = P*G)")
+    if d.grad_noise:
+        if d.grad_noise_sets < 1 or d.grad_noise_dims < 1:
+            raise ConfigError("diagnostics.grad_noise_sets and diagnostics.grad_noise_dims must be >= 1")
+        if cfg.learner.backend != "torch":
+            raise ConfigError("diagnostics.grad_noise=true is measured by learner=torch only; set it to false")
+        if d.grad_noise_sets > cfg.prompts_per_minibatch:
+            raise ConfigError(
+                f"diagnostics.grad_noise_sets={d.grad_noise_sets} exceeds prompts_per_minibatch="
+                f"{cfg.prompts_per_minibatch}: each set needs at least one whole group"
+            )

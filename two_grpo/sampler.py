@@ -21,11 +21,13 @@ class PromptSampler:
     def epochs_done(self) -> float:
         return self.epoch + self.offset / self.n
 
-    def next_batch(self) -> list[int]:
-        """Indices of the next `prompts_per_batch` prompts; an epoch boundary continues into the next epoch."""
+    def next_batch(self, n: int | None = None) -> list[int]:
+        """Indices of the next `n` (default `prompts_per_batch`) prompts; an epoch boundary continues into the
+        next epoch."""
+        want = self.per_batch if n is None else n
         out: list[int] = []
-        while len(out) < self.per_batch:
-            take = min(self.per_batch - len(out), self.n - self.offset)
+        while len(out) < want:
+            take = min(want - len(out), self.n - self.offset)
             out += self._order[self.offset : self.offset + take]
             self.offset += take
             if self.offset == self.n:

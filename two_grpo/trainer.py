@@ -40,6 +40,7 @@ from two_grpo.models import (
     read_model_config,
     resolve_model_path,
 )
+from two_grpo.resample import resample_zero_var
 from two_grpo.rewards import RewardScorer, plugin_parts
 from two_grpo.rollout import engine_report, make_engine
 from two_grpo.rollout.base import train_sampling
@@ -281,13 +282,26 @@ def rollout_step(
         rollouts = engine.generate(my_prompts, my_group_ids, sampling)
     with timers.phase("reward"):
         report = scorer.score(rollouts, by_id)
-        rewards = torch.tensor(report.rewards, dtype=torch.float32)  # [R]
+        for r, reward in zip(rollouts, report.rewards):
+            r.reward = reward
+    generated, resampled = rollouts, {}
+    if cfg.algo.resample_zero_var:  # every extra draw is budgeted below (generated) and timed in its phase
+        if dist.active:
+            raise ConfigError("algo.resample_zero_var=true runs in a single process for now; drop it or the launcher")
+        cap = cfg.algo.resample_max_rollouts or len(rollouts)
+        rollouts, drawn, resampled = resample_zero_var(
+            rollouts, rollout_batch=rollout_batch, train_set=train_set, sampler=sampler, engine=engine, scorer=scorer,
+            by_id=by_id, sampling=sampling, timers=timers, report=report, max_extra_rollouts=cap,
+        )  # fmt: skip
+        generated = generated + drawn
+    with timers.phase("reward"):
+        rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)  # [R]
         adv, zero_var = mr.global_advantages(rewards, torch.tensor([r.group_id for r in rollouts]), cfg, dist)
-        for r, reward, a in zip(rollouts, report.rewards, adv.tolist()):
-            r.reward, r.advantage = reward, a
+        for r, a in zip(rollouts, adv.tolist()):
+            r.advantage = a
     if report.first_failures:
         tracker.dump_failures(budget.steps + 1, report.first_failures)
-    n_rollouts, n_tokens = mr.global_counts(rollouts, dist)
+    n_rollouts, n_tokens = mr.global_counts(generated, dist)
     budget.rollouts += n_rollouts
     budget.tokens += n_tokens
     if dist.active:
@@ -308,6 +322,7 @@ def rollout_step(
     shared.update(signal)
     parts = {f"reward/{name}_mean": sum(v) / max(len(v), 1) for name, v in report.parts.items()}
     shared.update(dist.reduce_metrics(parts, "mean"))  # whole groups on every rank: the mean over ranks
+    shared.update(resampled)
     keep = [r for r, z in zip(rollouts, zero_var.tolist()) if not (cfg.algo.drop_zero_var_groups and z)]
     minibatches = split_groups(keep, derived.updates_per_rollout_batch)
     batches = [collate(mb, engine.pad_id) if mb else None for mb in minibatches]

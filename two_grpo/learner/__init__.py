@@ -14,7 +14,7 @@ def make_learner(cfg: TrainConfig, model: Any, engine_shares_model: bool = True)
         from two_grpo.learner.torch_learner import TorchLearner
 
         device = init_dist().device  # this rank's GPU when CUDA is available
-        return TorchLearner(model, cfg.learner, cfg.lr, cfg.algo, cfg.rollout.temperature, device)
+        return TorchLearner(model, cfg.learner, cfg.lr, cfg.algo, cfg.rollout.temperature, device, cfg.diagnostics)
     if cfg.learner.backend == "deepspeed":
         from two_grpo.learner.deepspeed_learner import DeepSpeedLearner
 

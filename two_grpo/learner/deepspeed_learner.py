@@ -155,7 +155,9 @@ class DeepSpeedLearner:
         """Local micro-batches, padded with dummies to the largest count over ranks (collectives line up)."""
         chunks = []
         if batch is not None and len(batch):  # consecutive rows (scores are written back in order)
-            chunks = [sub for _, sub in micro_batches(batch, self.lc.micro_rollouts, False, self.lc.micro_tokens)]
+            pairs = self.algo.loss == "pairwise"  # a pair's rows share a micro-batch (they are consecutive)
+            parts = micro_batches(batch, self.lc.micro_rollouts, False, self.lc.micro_tokens, whole_groups=pairs)
+            chunks = [sub for _, sub in parts]
         n = int(self.dist.all_reduce([float(len(chunks))], "max")[0])
         return chunks + [self._dummy] * (n - len(chunks))
 

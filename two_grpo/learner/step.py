@@ -9,6 +9,7 @@ import torch
 
 from two_grpo.algo.logprobs import chunked_head_logprobs, token_entropy, token_logprobs
 from two_grpo.algo.losses import policy_loss
+from two_grpo.algo.pairwise import pairwise_loss
 from two_grpo.algo.tis import mismatch_sums, tis_weight
 from two_grpo.batch import TrainBatch
 from two_grpo.config import AlgoConfig
@@ -102,6 +103,10 @@ def micro_batch_loss(
             old = behav
         elif algo.tis_cap > 0:
             weight = tis_weight(old, behav, algo.tis_cap)
+    if algo.loss == "pairwise":
+        loss, metrics = pairwise_micro_loss(logp, old, micro, algo, minibatch_seqs)
+        extra["loss/entropy_sum"] = (entropy * micro.loss_mask).sum().detach()
+        return loss, {**metrics, **extra}
     loss, metrics = policy_loss(
         logp,
         old,
@@ -125,6 +130,15 @@ def micro_batch_loss(
     return loss, {**metrics, **extra}
 
 
+def pairwise_micro_loss(logp, old, micro: TrainBatch, algo: AlgoConfig, minibatch_seqs: float):
+    """algo.loss=pairwise on a micro-batch of whole pairs; a dummy micro-batch (no response token) adds 0.
+    The advantage orders each pair: A > 0 marks the rewarded row, equal advantages a tied pair."""
+    if float(micro.loss_mask.sum()) == 0:
+        return (logp * 0.0).sum(), {}
+    return pairwise_loss(logp, old, micro.loss_mask, micro.adv, micro.group_ids, beta=algo.pairwise_beta,
+                         minibatch_pairs=minibatch_seqs / 2)  # fmt: skip
+
+
 def accumulate(sums: dict[str, float], metrics: dict[str, torch.Tensor]) -> None:
     """Add one micro-batch's metrics into `sums`: `*_max` keys keep the max, every other key is summed."""
     for key, value in metrics.items():
@@ -140,4 +154,6 @@ def summarize(sums: dict[str, float], n_tokens: float) -> dict[str, float]:
             out[key[: -len("_sum")]] = value / max(n_tokens, 1.0)
         else:
             out[key] = value
+    if "loss/pair_margin_total" in out:  # algo.loss=pairwise: mean margin over the pairs with signal
+        out["loss/pair_margin_mean"] = out.pop("loss/pair_margin_total") / max(out.get("loss/pairs_signal", 0.0), 1.0)
     return out

@@ -29,12 +29,20 @@ class TorchLearner:
         algo: AlgoConfig,
         temperature: float,
         device: torch.device | str = "cpu",
+        noise: Any = None,
     ):
         """`device`: where the model, its reference copy and every micro-batch live (`dist.device`: the GPU of
-        this rank when CUDA is available). The model is moved in place, so an engine sharing it follows."""
+        this rank when CUDA is available). The model is moved in place, so an engine sharing it follows.
+        `noise`: a DiagnosticsConfig with grad_noise on and grad_noise_sets >= 2, or None (nothing measured)."""
         self.device = torch.device(device)
         model.to(self.device)
         self.model, self.cfg, self.algo, self.temperature = model, cfg, algo, temperature
+        self.whole_groups = algo.loss == "pairwise"  # a pair's two rows share a micro-batch
+        self.noise = None
+        if noise is not None and noise.grad_noise and noise.grad_noise_sets >= 2:
+            from two_grpo.learner.grad_noise_probe import GradNoiseProbe
+
+            self.noise = GradNoiseProbe(noise.grad_noise_sets, noise.grad_noise_dims, noise.grad_noise_seed, algo)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             self.params, lr=lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, weight_decay=cfg.weight_decay
@@ -73,20 +81,26 @@ class TorchLearner:
         return out
 
     def _micro_batches(self, batch: TrainBatch) -> list[tuple[torch.Tensor, TrainBatch]]:
-        return micro_batches(batch, self.cfg.micro_rollouts, self.cfg.sort_by_length, self.cfg.micro_tokens)
+        c = self.cfg
+        return micro_batches(batch, c.micro_rollouts, c.sort_by_length, c.micro_tokens, self.whole_groups)
 
     def train_minibatch(self, mb: TrainBatch) -> dict[str, float]:
         """One optimizer step on mini-batch `mb`; returns loss/optim metrics."""
         n_tok, n_seq = mb.n_tokens, float(len(mb))
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
-        for _, micro in self._micro_batches(mb):
-            loss, metrics = micro_batch_loss(
-                self.model, self._to_device(micro), self.algo, self.temperature, n_tok, n_seq,
-                self.cfg.logits_chunk_tokens,
-            )  # fmt: skip
-            loss.backward()
-            accumulate(sums, metrics)
+        sets = self.noise.sets(mb) if self.noise is not None else [mb]  # disjoint sets of whole groups
+        for part in sets:
+            for _, micro in self._micro_batches(part):
+                loss, metrics = micro_batch_loss(
+                    self.model, self._to_device(micro), self.algo, self.temperature, n_tok, n_seq,
+                    self.cfg.logits_chunk_tokens,
+                )  # fmt: skip
+                loss.backward()
+                accumulate(sums, metrics)
+            if self.noise is not None:
+                self.noise.after_set(part, self.params, n_tok, n_seq)
+        noise_metrics = self.noise.finish() if self.noise is not None else {}
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
         lr = self.scheduler.get_last_lr()[0]
@@ -100,6 +114,7 @@ class TorchLearner:
         out = summarize(sums, n_tok)
         out.update({"optim/grad_norm": grad_norm, "optim/lr": lr, "optim/skipped": float(skipped)})
         out["loss/clip_frac"] = out.get("loss/clip_frac_low", 0.0) + out.get("loss/clip_frac_high", 0.0)
+        out.update(noise_metrics)
         return out
 
     def _to_device(self, b: TrainBatch) -> TrainBatch:
