@@ -21,12 +21,23 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters through peft (two_grpo/lora.py, the `lora` extra): only the adapter trains."""
+
+    r: int = 0  # adapter rank; 0 = off (full fine-tuning)
+    alpha: float = 16.0  # scale: the update is (alpha / r) * B @ A
+    dropout: float = 0.0  # dropout on the adapter's input (training only)
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])  # or [all-linear]
+
+
+@dataclass
 class ModelConfig:
     path: str = "builtin:tiny"  # HF id, local folder, or builtin:tiny (built locally on first use)
     dtype: str = "float32"  # float32 | bfloat16 | float16
     trust_remote_code: bool = False
     tiny_cache_dir: str = ""  # where builtin:tiny is built; "" -> $TWO_GRPO_CACHE or ~/.cache/two_grpo
     allow_pickle: bool = False  # load *.bin/*.pt (pickle) weights; off = safetensors only
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass
@@ -348,3 +359,11 @@ def validate(cfg: TrainConfig) -> None:
         )
     if cfg.eval.samples_per_prompt < 1:
         raise ConfigError(f"eval.samples_per_prompt={cfg.eval.samples_per_prompt} must be >= 1")
+    lora = cfg.model.lora
+    if lora.r < 0 or lora.alpha <= 0 or not 0 <= lora.dropout < 1 or (lora.r > 0 and not lora.target_modules):
+        raise ConfigError(
+            f"model.lora: need r >= 0 (0 = off), alpha > 0, 0 <= dropout < 1 and target_modules set "
+            f"(got r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, target_modules={list(lora.target_modules)})"
+        )
+    if lora.r > 0 and cfg.learner.backend != "torch":
+        raise ConfigError("model.lora.r > 0 needs learner.backend=torch (learner=cpu); LoRA with DeepSpeed is not supported")

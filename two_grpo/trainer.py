@@ -32,6 +32,7 @@ from two_grpo.evaluate import Evaluator, load_benchmarks
 from two_grpo.final_model import save_final
 from two_grpo.guards import NonFiniteGuard, Preempted, PreemptionFlag, check_reward_failures
 from two_grpo.learner import make_learner
+from two_grpo.lora import apply_lora, is_lora, trainable_summary
 from two_grpo.models import load_model, load_tokenizer, resolve_model_path
 from two_grpo.rewards import RewardScorer
 from two_grpo.rollout import engine_report, make_engine
@@ -139,7 +140,9 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         (run_dir / "derived.json").write_text(json.dumps(derived.as_dict(), indent=2))
         print_header(str(run_dir), model_path, derived.as_dict(), cfg)
 
-    model = load_model(model_path, cfg.model)
+    model = apply_lora(load_model(model_path, cfg.model), cfg.model.lora)  # model.lora.r == 0: the model itself
+    if is_lora(model) and dist.is_main:
+        print(f"two-grpo: {trainable_summary(model)}")
     engine = make_engine(cfg, model, tokenizer, model_path)
     engine_info = engine_report(engine, cfg)
     if dist.is_main:
