@@ -34,7 +34,7 @@ class LoraConfig:
 class ModelConfig:
     path: str = "builtin:tiny"  # HF id, local folder, or builtin:tiny (built locally on first use)
     dtype: str = "float32"  # float32 | bfloat16 | float16
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # run Python code shipped with the model (HF trust_remote_code)
     tiny_cache_dir: str = ""  # where builtin:tiny is built; "" -> $TWO_GRPO_CACHE or ~/.cache/two_grpo
     allow_pickle: bool = False  # load *.bin/*.pt (pickle) weights; off = safetensors only
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -82,11 +82,11 @@ class TaskConfig:
 @dataclass
 class RolloutConfig:
     backend: str = "auto"  # auto (vllm when importable, else hf) | vllm | hf (transformers generate, the fallback)
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: float = 1.0  # sampling temperature of training rollouts (> 0)
+    top_p: float = 1.0  # nucleus sampling; 1 = off
     top_k: int = 0  # 0 = off
-    max_response_tokens: int = 12
-    max_prompt_tokens: int = 512
+    max_response_tokens: int = 12  # tokens generated per rollout at most (longer ones are cut: finish_reason length)
+    max_prompt_tokens: int = 512  # prompt tokens kept (from the end)
     gen_rollouts_per_call: int = 512  # HF engine: generate at most this many rollouts per generate() call
     # vLLM engine (rollout/vllm_engine.py); see the README's "Rollouts on vLLM"
     dtype: str = "auto"  # auto (= model.dtype) | float32 | bfloat16 | float16: the engine's weights
@@ -127,14 +127,14 @@ class AlgoConfig:
     advantage: str = "grpo"  # grpo | dr_grpo | batch_std | sign | rloo
     adv_std: str = "population"  # population | sample  (grpo only)
     adv_eps: float = 1e-6
-    drop_zero_var_groups: bool = False
-    clip: bool = True
-    clip_low: float = 0.2
-    clip_high: float = 0.28
+    drop_zero_var_groups: bool = False  # leave groups whose rewards are all equal out of the loss
+    clip: bool = True  # PPO-style ratio clipping
+    clip_low: float = 0.2  # PPO ratio clip below: 1 - clip_low
+    clip_high: float = 0.28  # PPO ratio clip above: 1 + clip_high (clip-higher, DAPO)
     loss_agg: str = "token_mean"  # token_mean | seq_mean_token_mean | seq_mean_token_sum
-    kl_coef: float = 0.0
+    kl_coef: float = 0.0  # weight of the KL(policy || initial policy) term in the loss; 0 = off (no reference model)
     kl_estimator: str = "k3"  # k1 | k3
-    entropy_coef: float = 0.0
+    entropy_coef: float = 0.0  # weight of the entropy bonus; 0 = off
     # rollout engines that report sampling log-probs (vllm): which log-probs are the behaviour policy
     old_logp_source: str = "learner"  # learner (recomputed) | engine (the sampler's own log-probs in the ratio)
     tis_cap: float = 0.0  # > 0: weight token losses by min(pi_learner_old / pi_engine, tis_cap) (truncated IS)
@@ -146,9 +146,9 @@ class BudgetConfig:
 
     max_steps: int = 0  # optimizer steps
     max_epochs: float = 0.0  # passes over the training prompts
-    max_rollouts: int = 0
+    max_rollouts: int = 0  # generated rollouts (sequences)
     max_tokens: int = 0  # generated response tokens
-    max_wallclock_s: float = 0.0
+    max_wallclock_s: float = 0.0  # seconds of wall-clock time, resumed runs included
 
 
 @dataclass
@@ -198,7 +198,7 @@ class TrainConfig:
     lr: float = 5e-5
     prompts_per_rollout: int = 32  # P: prompts per rollout (generation) batch
     prompts_per_minibatch: int = 32  # M: prompts per optimizer mini-batch
-    seed: int = 0
+    seed: int = 0  # run seed: prompt order, sampling seeds, init of anything random
     run_id: str = ""  # "" -> <experiment>-<time>-<random>
     experiment_name: str = "default"
     model: ModelConfig = field(default_factory=ModelConfig)
