@@ -175,9 +175,14 @@ def cmd_train(argv: list[str]) -> int:
     if finished:
         print(f"two-grpo: {run_dir} already holds a finished run (summary.json); nothing to do")
         return 0
+    extending = resuming and (run_dir / "summary.json").is_file()  # a raised budget on a finished run
     is_main = _launched_ranks() == 1 or _barrier_is_main()  # every rank has checked before rank 0 writes
     run_dir.mkdir(parents=True, exist_ok=True)
-    if is_main and not resuming:
+    if is_main and extending:
+        from two_grpo.resume import extension_note
+
+        print(f"two-grpo: {extension_note(run_dir, typed)}")
+    if is_main and (not resuming or extending):
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(typed)))
         (run_dir / "overrides.txt").write_text("\n".join(argv) + ("\n" if argv else ""))
     from two_grpo.guards import RunStopped

@@ -179,9 +179,13 @@ class EvalConfig:
 class LoggerConfig:
     backend: str = "jsonl"  # jsonl | wandb (wandb also writes metrics.jsonl)
     project: str = "two-grpo"
-    dump_rollouts_every: int = 10  # optimizer steps; 0 = never
+    dump_rollouts_every: int = 10  # optimizer steps (rollouts/step_N.jsonl, and wandb's completions table); 0 = never
     progress: bool = True
     print_every: int = 10  # non-interactive terminals: print one line every N steps
+    entity: str = ""  # wandb entity (team or user); "" = your default
+    group: str = ""  # wandb group; "" = the sweep's name when run by a sweep, else none
+    tags: list[str] = field(default_factory=list)  # wandb tags; [] = the sweep member's name when run by a sweep
+    verbose: bool = False  # true: the rollout engine's (vLLM's) INFO/WARNING lines on the console, not only in engine.log
 
 
 @dataclass
