@@ -290,16 +290,12 @@ class MemberWatcher:
             self.left.remove(run_id)
             done, elapsed = self.total - len(self.left), time.time() - self.t0
             eta = elapsed / done * len(self.left)
+            from two_grpo.console import fmt_duration
+
             self.emit(
                 f"member {done}/{self.total} done: {run_id}  {summary.get('wallclock_s', 0.0):.0f}s  "
                 f"{final_metric(summary)}  sweep ETA {fmt_duration(eta)}"
             )
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = max(int(seconds), 0)
-    h, rest = divmod(seconds, 3600)
-    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def split_sweep_values(value: str) -> list[str]:
