@@ -27,7 +27,9 @@ class LoraConfig:
     r: int = 0  # adapter rank; 0 = off (full fine-tuning)
     alpha: float = 16.0  # scale: the update is (alpha / r) * B @ A
     dropout: float = 0.0  # dropout on the adapter's input (training only)
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])  # or [all-linear]
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )  # or [all-linear]
 
 
 @dataclass
@@ -185,7 +187,9 @@ class LoggerConfig:
     entity: str = ""  # wandb entity (team or user); "" = your default
     group: str = ""  # wandb group; "" = the sweep's name when run by a sweep, else none
     tags: list[str] = field(default_factory=list)  # wandb tags; [] = the sweep member's name when run by a sweep
-    verbose: bool = False  # true: the rollout engine's (vLLM's) INFO/WARNING lines on the console, not only in engine.log
+    verbose: bool = (
+        False  # true: the rollout engine's (vLLM's) INFO/WARNING lines on the console, not only in engine.log
+    )
 
 
 @dataclass
@@ -370,4 +374,6 @@ def validate(cfg: TrainConfig) -> None:
             f"(got r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, target_modules={list(lora.target_modules)})"
         )
     if lora.r > 0 and cfg.learner.backend != "torch":
-        raise ConfigError("model.lora.r > 0 needs learner.backend=torch (learner=cpu); LoRA with DeepSpeed is not supported")
+        raise ConfigError(
+            "model.lora.r > 0 needs learner.backend=torch (learner=cpu); LoRA with DeepSpeed is not supported"
+        )

@@ -72,6 +72,8 @@ def peer_metrics(rollouts: list[Rollout], rollout_s: float, tokens_total: int, w
         "throughput/tokens_per_s": tokens_total / wall_s if wall_s > 0 else 0.0,
         "throughput/rollout_tokens_per_s": tokens / rollout_s if rollout_s > 0 else 0.0,
     }
+
+
 PHASES = ("rollout", "reward", "logprob", "learner", "sync", "eval")
 
 

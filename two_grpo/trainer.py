@@ -286,7 +286,9 @@ def rollout_step(
         signal = dist.reduce_metrics(signal, "mean")
         signal["rollout/zero_var_pred_batch_p"] = predicted_zero_var_frac(shared["rollout/solve_rate"], cfg.group_size)
     shared.update(signal)
-    shared.update(peer_metrics(rollouts, timers.since_log["rollout"], budget.tokens, time.time() - budget.t_start, dist))
+    shared.update(
+        peer_metrics(rollouts, timers.since_log["rollout"], budget.tokens, time.time() - budget.t_start, dist)
+    )
     keep = [r for r, z in zip(rollouts, zero_var.tolist()) if not (cfg.algo.drop_zero_var_groups and z)]
     minibatches = split_groups(keep, derived.updates_per_rollout_batch)
     batches = [collate(mb, engine.pad_id) if mb else None for mb in minibatches]

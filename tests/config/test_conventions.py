@@ -79,7 +79,9 @@ def test_help_key_and_explain_print_type_default_allowed_and_meaning(capsys):
 
 def test_explain_unknown_key_is_one_line_exit_2(capsys):
     assert main(["explain", "grop_size"]) == 2
-    assert capsys.readouterr().err.strip() == "two-grpo: error: unknown config key 'grop_size': did you mean 'group_size'?"
+    assert (
+        capsys.readouterr().err.strip() == "two-grpo: error: unknown config key 'grop_size': did you mean 'group_size'?"
+    )
     assert main(["explain", "num_generations"]) == 2
     assert "here it is 'group_size'" in capsys.readouterr().err
 

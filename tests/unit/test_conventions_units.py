@@ -60,7 +60,9 @@ def test_member_watcher_prints_one_line_per_finished_member_with_eta(tmp_path, m
     monkeypatch.setattr(sweep.time, "time", lambda: clock[0])
     w = sweep.MemberWatcher(tmp_path, ["a-s0", "b-s0", "c-s0"], lines.append)
     (tmp_path / "a-s0").mkdir()
-    (tmp_path / "a-s0" / "summary.json").write_text(json.dumps({"wallclock_s": 59.6, "eval/toy_arith/mean@1 (end)": 0.25}))
+    (tmp_path / "a-s0" / "summary.json").write_text(
+        json.dumps({"wallclock_s": 59.6, "eval/toy_arith/mean@1 (end)": 0.25})
+    )
     clock[0] = 1060.0
     w.check()
     w.check()  # reported once
