@@ -90,7 +90,8 @@ def print_engine(info: dict[str, Any]) -> None:
     ]
     console.print(
         f"rollout engine {info['rollout_backend']} (rollout.backend={info['rollout_backend_requested']})  "
-        + "  ".join(parts)
+        + "  ".join(parts),
+        soft_wrap=True,
     )
 
 

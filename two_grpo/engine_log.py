@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 ENGINE_LOG = "engine.log"
+CONFIG_NAME = ".engine_logging.json"
 
 
 def logging_config(log_file: Path) -> dict:
@@ -31,11 +32,12 @@ def logging_config(log_file: Path) -> dict:
 
 def route_engine_logs(run_dir: Path, verbose: bool) -> Path | None:
     """Point vLLM's logging at run_dir/engine.log (before vllm is imported); returns the log path or None."""
-    if verbose or os.environ.get("VLLM_LOGGING_CONFIG_PATH"):
+    theirs = os.environ.get("VLLM_LOGGING_CONFIG_PATH", "")
+    if verbose or (theirs and not theirs.endswith(CONFIG_NAME)):  # a config the user set wins
         return None
     run_dir.mkdir(parents=True, exist_ok=True)
     log_file = (run_dir / ENGINE_LOG).resolve()
-    config_path = run_dir / ".engine_logging.json"
+    config_path = run_dir / CONFIG_NAME
     config_path.write_text(json.dumps(logging_config(log_file), indent=2))
     os.environ["VLLM_CONFIGURE_LOGGING"] = "1"
     os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(config_path.resolve())
