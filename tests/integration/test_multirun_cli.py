@@ -33,12 +33,10 @@ def test_train_dash_m_runs_the_product_as_a_sweep_and_skips_on_rerun(tmp_path, t
     assert sorted((m["name"], m["seed"]) for m in members) == [
         ("group_size2", 0), ("group_size2", 1), ("group_size4", 0), ("group_size4", 1)
     ]  # fmt: skip
-    pids = set()
     for m in members:
         run_dir = sweep_dir / m["run_id"]
         assert json.loads((run_dir / "summary.json").read_text())["optimizer_steps"] == 2
-        assert f"member " in p.stdout and m["run_id"] in p.stdout
-        pids.add((run_dir / "train.log").stat().st_ino)
+        assert (run_dir / "train.log").is_file() and m["run_id"] in p.stdout  # its own process, its own log
     done_lines = [x for x in p.stdout.splitlines() if x.startswith("member ") and " done: " in x]
     assert len(done_lines) == 4 and all("sweep ETA" in x for x in done_lines)
     assert f"report: two-grpo report {sweep_dir}" in p.stdout
