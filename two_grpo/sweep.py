@@ -142,7 +142,9 @@ def print_plan(preset_name: str, preset: Any, members: list[Member], proj: dict,
             )
 
 
-def write_plan(sweep_dir: Path, preset_name: str, preset: Any, members: list[Member], proj: dict, command: list[str]):
+def write_plan(
+    sweep_dir: Path, preset_name: str, preset: Any, members: list[Member], proj: dict, sweep_command: list[str]
+):
     sweep_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for m in members:
@@ -153,7 +155,7 @@ def write_plan(sweep_dir: Path, preset_name: str, preset: Any, members: list[Mem
         "preset": preset_name,
         "description": preset.description,
         "baseline": preset.baseline,
-        "sweep_command": command,
+        "sweep_command": sweep_command,
         "members": rows,
     }
     tmp = sweep_dir / ".plan.json.tmp"

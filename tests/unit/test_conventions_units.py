@@ -253,3 +253,15 @@ def test_budget_raised_rules():
     other = new(max_steps=12)
     other.lr = 1.0
     assert not budget_raised(old, other)  # a non-budget change is still refused
+
+
+def test_write_plan_keeps_the_sweep_command_apart_from_the_members_commands(tmp_path):
+    from two_grpo.sweep import multirun_plan, write_plan
+
+    argv = ["group_size=2,4", "experiment=smoke"]
+    name, preset, members, *_ = multirun_plan(argv)
+    proj = {m.run_id: {} for m in members}
+    plan = json.loads(write_plan(tmp_path, name, preset, members, proj, ["two-grpo", "train", "-m", *argv]).read_text())
+    assert plan["sweep_command"] == ["two-grpo", "train", "-m", *argv]
+    assert [m["command"][:2] for m in plan["members"]] == [["two-grpo", "train"]] * 2
+    assert plan["preset"] == name
