@@ -235,7 +235,7 @@ def run_sweep(keys, preset, members, proj, sweep_dir: Path, cli, hydra, command:
     results: list[dict] = []
     if todo:
         t0 = time.time()
-        with MemberWatcher(sweep_dir, todo, console.print):
+        with MemberWatcher(sweep_dir, todo, lambda line: console.print(line, soft_wrap=True)):  # one line each
             results = launch(sweep_dir, plan_path, todo, keys, hydra)
         console.print(f"ran {len(todo)} member(s) in {time.time() - t0:.0f}s")
     failed = [r for r in results if r.get("rc") != 0]
