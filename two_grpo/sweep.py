@@ -242,8 +242,8 @@ def run_sweep(keys, preset, members, proj, sweep_dir: Path, cli, hydra, command:
     for r in failed:
         log = sweep_dir / r["run_id"] / "train.log"
         console.print(f"[red]FAILED[/] {r['run_id']} rc={r.get('rc')} {r.get('error', '')}  log: {log}")
-    console.print(f"sweep dir: {sweep_dir}")
-    console.print(f"report: two-grpo report {sweep_dir}")
+    console.print(f"sweep dir: {sweep_dir}", soft_wrap=True)
+    console.print(f"report: two-grpo report {sweep_dir}", soft_wrap=True)  # a command to paste: never wrapped
     return 1 if failed or running else 0
 
 
@@ -379,5 +379,7 @@ def cmd_multirun(argv: list[str]) -> int:
     keys = {"sweep": name, "dry_run": dry_run, "parallel": parallel, "launcher": "submitit_local"}
     keys["timeout_min"] = 7 * 24 * 60
     hydra = [h for h in hydra if not h.startswith("hydra.sweeper.max_batch_size=")]
-    console.print(f"two-grpo train -m: {len(members)} member(s) through the sweep machinery into {sweep_dir}")
+    console.print(
+        f"two-grpo train -m: {len(members)} member(s) through the sweep machinery into {sweep_dir}", soft_wrap=True
+    )
     return run_sweep(keys, preset, members, proj, Path(sweep_dir), common, hydra, ["two-grpo", "train", "-m", *argv])
