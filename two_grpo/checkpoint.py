@@ -6,7 +6,8 @@ complete folder; a kill mid-save leaves a `*.tmp` folder that `CheckpointManager
 next start. With `keep_last=K` older folders are deleted only after the new one is complete.
 
 Layout of one checkpoint:
-    learner/            written by `learner.save_state(dir)` (model.safetensors, optimizer.pt, scheduler.pt)
+    learner/            written by `learner.save_state(dir)` (model.safetensors, optimizer.pt, scheduler.pt;
+                        with LoRA adapter.safetensors instead of model.safetensors: the base is model.path's)
     trainer_state.json  step, rollout batch, budget counters, sampler position, metrics history, eval at start
     rng.json            Python, NumPy and torch CPU RNG states
 Only the trainer (main process) writes; everything loads with safetensors / json / torch.load(weights_only=True).

@@ -9,6 +9,9 @@
     two-grpo sweep sweep=<preset> [KEY=VALUE ...]       run a preset's members (dry_run=true: print the plan)
     two-grpo report <SWEEP_DIR|RUN_DIR ...>             table, CSV, Markdown and plots over seeds
     two-grpo probe [KEY=VALUE ...]                      before training: predicted signal per group size G
+    two-grpo train -m KEY=A,B [KEY=C,D ...]             a sweep over the product (each member its own process)
+    two-grpo train --help [KEY] | two-grpo explain KEY  the knobs and groups, or one key's type/default/meaning
+    two-grpo --version
 
 Configs come from `two_grpo/conf` in an installed wheel, else from the repository's `conf/`.
 Running the same command again on a hydra.run.dir that holds an unfinished run with a checkpoint resumes it.
@@ -59,6 +62,7 @@ def format_config_error(exc: BaseException, overrides: list[str]) -> str:
     from omegaconf import OmegaConf
 
     from two_grpo.config import TrainConfig
+    from two_grpo.peer_names import peer_hint
 
     chain = [exc]
     while chain[-1].__cause__ is not None and len(chain) < 5:
@@ -71,6 +75,11 @@ def format_config_error(exc: BaseException, overrides: list[str]) -> str:
         key = m.group(1)
         if m2 and "Key '" in text:
             key = m2.group(1)
+        typed_keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o]
+        full = next((k for k in typed_keys if k == key or k.startswith(key + ".")), key)  # as the user typed it
+        peer = peer_hint(full)
+        if peer:
+            return f"unknown config key '{full}': {peer} (the README's table maps TRL's and verl's names)"
         close = difflib.get_close_matches(key, schema_keys, n=1, cutoff=0.6)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return f"unknown config key '{key}': {hint}(list the keys with `two-grpo train --cfg job`)"
@@ -128,8 +137,17 @@ def cmd_train(argv: list[str]) -> int:
     show_plan = "--plan" in argv
     argv = [a for a in argv if a != "--plan"]
     if "--help" in argv or "-h" in argv:
-        print(USAGE)
-        return 0
+        return cmd_explain(argv[argv.index("--help" if "--help" in argv else "-h") + 1 :][:1])
+    if "--version" in argv:
+        return cmd_version([])
+    refused = next((a for a in argv if a.split("=", 1)[0] in HYDRA_FLAGS_REFUSED), None)
+    if refused:
+        print(f"two-grpo: error: {refused}: {HYDRA_FLAGS_REFUSED[refused.split('=', 1)[0]]}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if any(a in ("-m", "--multirun") or a.replace(" ", "") in ("hydra.mode=MULTIRUN",) for a in argv):
+        from two_grpo.sweep import cmd_multirun
+
+        return cmd_multirun([a for a in argv if a not in ("-m", "--multirun", "hydra.mode=MULTIRUN")])
     try:
         cfg = compose(argv)
         if show_plan:  # the per-GPU memory plan from the model config only; nothing is loaded
@@ -168,9 +186,14 @@ def cmd_train(argv: list[str]) -> int:
     if finished:
         print(f"two-grpo: {run_dir} already holds a finished run (summary.json); nothing to do")
         return 0
+    extending = resuming and (run_dir / "summary.json").is_file()  # a raised budget on a finished run
     is_main = _launched_ranks() == 1 or _barrier_is_main()  # every rank has checked before rank 0 writes
     run_dir.mkdir(parents=True, exist_ok=True)
-    if is_main and not resuming:
+    if is_main and extending:
+        from two_grpo.resume import extension_note
+
+        print(f"two-grpo: {extension_note(run_dir, typed)}")
+    if is_main and (not resuming or extending):
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(typed)))
         (run_dir / "overrides.txt").write_text("\n".join(argv) + ("\n" if argv else ""))
     from two_grpo.guards import RunStopped
@@ -270,13 +293,67 @@ def cmd_report(argv: list[str]) -> int:
     return run(argv)
 
 
+def cmd_explain(argv: list[str]) -> int:
+    """`two-grpo explain KEY` / `two-grpo train --help [KEY]`: one key's type, default, allowed values, meaning."""
+    from two_grpo.explain import explain, train_help
+
+    if not argv:
+        print(train_help())
+        return 0
+    text, found = explain(argv[0].split("=", 1)[0])
+    print(text, file=sys.stdout if found else sys.stderr)
+    return 0 if found else EXIT_BAD_INPUT
+
+
+def cmd_version(argv: list[str]) -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from two_grpo import __version__
+
+    try:
+        v = version("two-grpo")
+    except PackageNotFoundError:
+        v = __version__
+    print(f"two-grpo {v}")
+    return 0
+
+
+# Hydra's own flags that `two-grpo train` does not pass on (compose API, no app): a one-line refusal each.
+HYDRA_FLAGS_REFUSED = {
+    "--info": "not supported; `two-grpo train --help` lists the knobs and config groups, `--cfg job` prints the config",
+    "--config-dir": "not supported; configs come from two_grpo/conf: put a file in conf/experiment/ and pass "
+    "experiment=NAME, or give the keys on the command line",
+    "-cd": "not supported (--config-dir); put a file in conf/experiment/ and pass experiment=NAME",
+    "--config-path": "not supported; configs come from two_grpo/conf (see `two-grpo train --help`)",
+    "-cp": "not supported (--config-path); configs come from two_grpo/conf",
+    "--config-name": "not supported; the primary config is conf/train.yaml: use experiment=NAME for a preset",
+    "-cn": "not supported (--config-name); use experiment=NAME for a preset",
+    "--run": "not needed: `two-grpo train` runs a single job unless -m is given",
+    "--shell-completion": "not supported",
+}
+
 COMMANDS = {"train": cmd_train, "build-model": cmd_build_model}
-COMMANDS.update({"eval": cmd_eval, "sweep": cmd_sweep, "report": cmd_report, "probe": cmd_probe})
+COMMANDS.update(
+    {"eval": cmd_eval, "sweep": cmd_sweep, "report": cmd_report, "probe": cmd_probe, "explain": cmd_explain}
+)
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a pipe closed early fails here, not in the interpreter's teardown
+        return code
+    except BrokenPipeError:  # `two-grpo train --help | head -1`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = strip_launcher_args(list(sys.argv[1:] if argv is None else argv))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if argv and argv[0] in ("--version", "-V"):
+        return cmd_version([])
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else EXIT_BAD_INPUT

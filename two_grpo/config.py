@@ -21,14 +21,27 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters through peft (two_grpo/lora.py, the `lora` extra): only the adapter trains."""
+
+    r: int = 0  # adapter rank; 0 = off (full fine-tuning)
+    alpha: float = 16.0  # scale: the update is (alpha / r) * B @ A
+    dropout: float = 0.0  # dropout on the adapter's input (training only)
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )  # or [all-linear]
+
+
+@dataclass
 class ModelConfig:
     path: str = "builtin:tiny"  # HF id, local folder, or builtin:tiny (built locally on first use)
     dtype: str = "float32"  # float32 | bfloat16 | float16
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # run Python code shipped with the model (HF trust_remote_code)
     tiny_cache_dir: str = ""  # where builtin:tiny is built; "" -> $TWO_GRPO_CACHE or ~/.cache/two_grpo
     allow_pickle: bool = False  # load *.bin/*.pt (pickle) weights; off = safetensors only
     max_position_embeddings: int = 0  # >0: written into the loaded config (learner and vLLM); 0 = the model's own
     rope_theta: float = 0.0  # >0: RoPE base written into the loaded config (raise it with the positions)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass
@@ -80,10 +93,10 @@ class TaskConfig:
 @dataclass
 class RolloutConfig:
     backend: str = "auto"  # auto (vllm when importable, else hf) | vllm | hf (transformers generate, the fallback)
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: float = 1.0  # sampling temperature of training rollouts (> 0)
+    top_p: float = 1.0  # nucleus sampling; 1 = off
     top_k: int = 0  # 0 = off
-    max_response_tokens: int = 12
+    max_response_tokens: int = 12  # tokens generated per rollout at most (longer ones are cut: finish_reason length)
     max_prompt_tokens: int = 0  # prompts keep their last N tokens; 0 = auto: model positions - longest response
     gen_rollouts_per_call: int = 512  # HF engine: generate at most this many rollouts per generate() call
     # vLLM engine (rollout/vllm_engine.py); see the README's "Rollouts on vLLM"
@@ -132,14 +145,14 @@ class AlgoConfig:
     adv_std: str = "population"  # population | sample  (grpo only)
     adv_eps: float = 1e-6
     batch_std_of: str = "centered"  # batch_std only: rewards (TRL scale_rewards="batch") | centered (r - mean_g)
-    drop_zero_var_groups: bool = False
-    clip: bool = True
-    clip_low: float = 0.2
-    clip_high: float = 0.28
+    drop_zero_var_groups: bool = False  # leave groups whose rewards are all equal out of the loss
+    clip: bool = True  # PPO-style ratio clipping
+    clip_low: float = 0.2  # PPO ratio clip below: 1 - clip_low
+    clip_high: float = 0.28  # PPO ratio clip above: 1 + clip_high (clip-higher, DAPO)
     loss_agg: str = "token_mean"  # token_mean | seq_mean_token_mean | seq_mean_token_sum
-    kl_coef: float = 0.0
+    kl_coef: float = 0.0  # weight of the KL(policy || initial policy) term in the loss; 0 = off (no reference model)
     kl_estimator: str = "k3"  # k1 | k3
-    entropy_coef: float = 0.0
+    entropy_coef: float = 0.0  # weight of the entropy bonus; 0 = off
     # rollout engines that report sampling log-probs (vllm): which log-probs are the behaviour policy
     old_logp_source: str = "learner"  # learner (recomputed) | engine (the sampler's own log-probs in the ratio)
     tis_cap: float = 0.0  # > 0: weight token losses by min(pi_learner_old / pi_engine, tis_cap) (truncated IS)
@@ -168,9 +181,9 @@ class BudgetConfig:
 
     max_steps: int = 0  # optimizer steps
     max_epochs: float = 0.0  # passes over the training prompts
-    max_rollouts: int = 0
+    max_rollouts: int = 0  # generated rollouts (sequences)
     max_tokens: int = 0  # generated response tokens
-    max_wallclock_s: float = 0.0
+    max_wallclock_s: float = 0.0  # seconds of wall-clock time, resumed runs included
 
 
 @dataclass
@@ -202,9 +215,15 @@ class EvalConfig:
 class LoggerConfig:
     backend: str = "jsonl"  # jsonl | wandb (wandb also writes metrics.jsonl)
     project: str = "two-grpo"
-    dump_rollouts_every: int = 10  # optimizer steps; 0 = never
+    dump_rollouts_every: int = 10  # optimizer steps (rollouts/step_N.jsonl, and wandb's completions table); 0 = never
     progress: bool = True
     print_every: int = 10  # non-interactive terminals: print one line every N steps
+    entity: str = ""  # wandb entity (team or user); "" = your default
+    group: str = ""  # wandb group; "" = the sweep's name when run by a sweep, else none
+    tags: list[str] = field(default_factory=list)  # wandb tags; [] = the sweep member's name when run by a sweep
+    verbose: bool = (
+        False  # true: the rollout engine's (vLLM's) INFO/WARNING lines on the console, not only in engine.log
+    )
 
 
 @dataclass
@@ -238,7 +257,7 @@ class TrainConfig:
     lr: float = 5e-5
     prompts_per_rollout: int = 32  # P: prompts per rollout (generation) batch
     prompts_per_minibatch: int = 32  # M: prompts per optimizer mini-batch
-    seed: int = 0
+    seed: int = 0  # run seed: prompt order, sampling seeds, init of anything random
     run_id: str = ""  # "" -> <experiment>-<time>-<random>
     experiment_name: str = "default"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -433,6 +452,16 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"eval.every_steps={cfg.eval.every_steps} and eval.every_rollouts={cfg.eval.every_rollouts} must be "
             ">= 0 (0 = off)"
+        )
+    lora = cfg.model.lora
+    if lora.r < 0 or lora.alpha <= 0 or not 0 <= lora.dropout < 1 or (lora.r > 0 and not lora.target_modules):
+        raise ConfigError(
+            f"model.lora: need r >= 0 (0 = off), alpha > 0, 0 <= dropout < 1 and target_modules set "
+            f"(got r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, target_modules={list(lora.target_modules)})"
+        )
+    if lora.r > 0 and cfg.learner.backend != "torch":
+        raise ConfigError(
+            "model.lora.r > 0 needs learner.backend=torch (learner=cpu); LoRA with DeepSpeed is not supported"
         )
     validate_plugins(cfg)
     validate_loss_and_diagnostics(cfg)

@@ -1,7 +1,8 @@
 """Save the trained policy as a loadable model folder: `run_dir/final/` (safetensors + config + tokenizer).
 
 `two-grpo eval <run_dir>` and `model.path=<run_dir>/final` read it back. Checkpoints for resuming are a
-separate concern (run_dir/checkpoints/); this folder holds only the final weights.
+separate concern (run_dir/checkpoints/); this folder holds only the final weights (with LoRA: the merged model,
+and the adapter alone in final/adapter/).
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ def save_final(
     if not write:
         return final
     shutil.rmtree(tmp, ignore_errors=True)
+    from two_grpo.lora import is_lora, save_adapter
     from two_grpo.models import save_quietly
 
-    save_quietly(model, tmp, state_dict=weights)
+    if is_lora(model):  # `weights` are merged (base + B·A); the adapter goes next to them, in peft's format
+        save_quietly(model.get_base_model(), tmp, state_dict=weights)
+        save_adapter(model, tmp / "adapter")
+    else:
+        save_quietly(model, tmp, state_dict=weights)
     tokenizer.save_pretrained(tmp)
     for name in EXTRA_FILES:
         src = Path(source_path) / name

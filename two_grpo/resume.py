@@ -6,7 +6,8 @@
 - the same command again (same `hydra.run.dir`) on a dir holding an unfinished run with a checkpoint: resume,
   if the config is the same (`run_id` and `resume` aside); a different config is refused naming the first key.
 - a dir with metrics.jsonl but no complete checkpoint: refused (nothing to resume from).
-- a finished run (summary.json) is reported and left alone.
+- a finished run (summary.json) is reported and left alone, unless the only change is a raised budget limit
+  (e.g. budget.max_steps 150 -> 300): then it continues from its last checkpoint (an extension).
 """
 
 from __future__ import annotations
@@ -48,6 +49,26 @@ def first_difference(saved: TrainConfig, new: TrainConfig) -> tuple[str, Any, An
     return None
 
 
+def budget_raised(saved: TrainConfig, new: TrainConfig) -> bool:
+    """True when the configs differ only in budget.* and every changed limit is raised (0 = no limit counts as
+    the highest): a finished run may then be extended from its last checkpoint."""
+    from dataclasses import asdict
+
+    if first_difference(_with_budget(saved, new), new) is not None:
+        return False
+    before, after = asdict(saved.budget), asdict(new.budget)
+    changed = [k for k in before if before[k] != after[k]]
+    return bool(changed) and all(before[k] != 0 and (after[k] == 0 or after[k] > before[k]) for k in changed)
+
+
+def _with_budget(cfg: TrainConfig, other: TrainConfig) -> TrainConfig:
+    import copy
+
+    out = copy.deepcopy(cfg)
+    out.budget = copy.deepcopy(other.budget)
+    return out
+
+
 def load_saved_config(run_dir: Path) -> TrainConfig:
     from omegaconf import OmegaConf
 
@@ -87,6 +108,10 @@ def resume_decision(run_dir: Path, typed: TrainConfig) -> tuple[Path, TrainConfi
         return run_dir, typed, False, False
     saved = load_saved_config(run_dir)
     diff = first_difference(saved, typed)
+    if diff is not None and (run_dir / "summary.json").is_file() and budget_raised(saved, typed):
+        if CheckpointManager(run_dir).latest() is None:
+            raise ResumeRefused(f"{run_dir}: the finished run has no checkpoint to continue from; start a new run")
+        return run_dir, typed, True, False  # extend the finished run (cli.py writes the new config and says so)
     if diff is not None:
         key, old, new = diff
         raise ResumeRefused(
@@ -118,3 +143,15 @@ def find_unfinished_run(root: Path, typed: TrainConfig) -> Path | None:
         if CheckpointManager(d).latest() is not None:
             found.append(((d / "metrics.jsonl").stat().st_mtime, d.name, d))
     return max(found)[2] if found else None
+
+
+def extension_note(run_dir: Path, new: TrainConfig) -> str:
+    """The printed note of an extension; moves the finished run's summary.json aside (summary.before_extend.json)."""
+    from dataclasses import asdict
+
+    saved = load_saved_config(run_dir)
+    before, after = asdict(saved.budget), asdict(new.budget)
+    changes = ", ".join(f"budget.{k} {before[k]} -> {after[k]}" for k in before if before[k] != after[k])
+    latest = CheckpointManager(run_dir).latest()
+    (run_dir / "summary.json").replace(run_dir / "summary.before_extend.json")
+    return f"extending the finished run in {run_dir} ({changes}): continuing from {latest.path if latest else '?'}"

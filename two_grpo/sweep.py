@@ -200,7 +200,7 @@ def write_plan(
     preset: Any,
     members: list[Member],
     proj: dict,
-    argv: list[str],
+    sweep_command: list[str],
     parallel: int = 1,
 ):
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -219,7 +219,7 @@ def write_plan(
         "min_effect": preset.min_effect,
         "comparisons": preset.comparisons,
         "parallel": parallel,
-        "sweep_command": ["two-grpo", "sweep", *argv],
+        "sweep_command": sweep_command,
         "members": rows,
     }
     tmp = sweep_dir / ".plan.json.tmp"
@@ -261,7 +261,6 @@ def launch(sweep_dir: Path, plan_path: Path, run_ids: list[str], keys: dict[str,
 
 def cmd_sweep(argv: list[str]) -> int:
     from two_grpo.cli import conf_dir
-    from two_grpo.console import console
 
     if "--help" in argv or "-h" in argv:
         print(__doc__)
@@ -294,12 +293,19 @@ def cmd_sweep(argv: list[str]) -> int:
         + (f"-{preset.variant}" if preset.variants and preset.variant else "")
     )
     sweep_dir = Path(str(keys.get("dir") or default_dir))
+    return run_sweep(keys, preset, members, proj, sweep_dir, cli, hydra, ["two-grpo", "sweep", *argv])
+
+
+def run_sweep(keys, preset, members, proj, sweep_dir: Path, cli, hydra, command: list[str]) -> int:
+    """Print the plan, then (unless dry_run) run the unfinished members, one line per finished member."""
+    from two_grpo.console import console
+
     print_plan(keys["sweep"], preset, members, proj, sweep_dir, cli)
     if keys["dry_run"]:
         if preset.show_advantages:
             print_advantage_examples(members, proj)
         return 0
-    plan_path = write_plan(sweep_dir, keys["sweep"], preset, members, proj, argv, keys["parallel"])
+    plan_path = write_plan(sweep_dir, keys["sweep"], preset, members, proj, command, keys["parallel"])
     status = {m.run_id: member_status(sweep_dir / m.run_id) for m in members}
     todo = [m.run_id for m in members if status[m.run_id] in ("new", "unfinished")]
     skipped = [r for r, s in status.items() if s == "done"]
@@ -310,11 +316,151 @@ def cmd_sweep(argv: list[str]) -> int:
     results: list[dict] = []
     if todo:
         t0 = time.time()
-        results = launch(sweep_dir, plan_path, todo, keys, hydra)
+        with MemberWatcher(sweep_dir, todo, lambda line: console.print(line, soft_wrap=True)):  # one line each
+            results = launch(sweep_dir, plan_path, todo, keys, hydra)
         console.print(f"ran {len(todo)} member(s) in {time.time() - t0:.0f}s")
     failed = [r for r in results if r.get("rc") != 0]
     for r in failed:
         log = sweep_dir / r["run_id"] / "train.log"
         console.print(f"[red]FAILED[/] {r['run_id']} rc={r.get('rc')} {r.get('error', '')}  log: {log}")
-    console.print(f"report: two-grpo report {sweep_dir}")
+    console.print(f"sweep dir: {sweep_dir}", soft_wrap=True)
+    console.print(f"report: two-grpo report {sweep_dir}", soft_wrap=True)  # a command to paste: never wrapped
     return 1 if failed or running else 0
+
+
+def final_metric(summary: dict[str, Any]) -> str:
+    """The headline number of a finished member: its held-out eval at the end, else the late solve rate."""
+    for key, value in summary.items():
+        if key.startswith("eval/") and "mean@" in key and key.endswith("(end)"):
+            return f"{key.removesuffix(' (end)')} {value:.3f}"
+    return f"solve_rate_last20pct {summary.get('solve_rate_last20pct', float('nan')):.3f}"
+
+
+class MemberWatcher:
+    """While the launcher runs, print one line per member that finishes (its summary.json appears): name,
+    seconds, final metric, and the sweep's ETA (mean time per finished member x members left)."""
+
+    def __init__(self, sweep_dir: Path, run_ids: list[str], emit: Any, poll_s: float = 1.0):
+        import threading
+
+        self.sweep_dir, self.left, self.emit, self.poll_s = sweep_dir, list(run_ids), emit, poll_s
+        self.total, self.t0 = len(run_ids), time.time()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> MemberWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.check()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.check()
+
+    def check(self) -> None:
+        for run_id in list(self.left):
+            path = self.sweep_dir / run_id / "summary.json"
+            if not path.is_file():
+                continue
+            try:
+                summary = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue  # being written
+            self.left.remove(run_id)
+            done, elapsed = self.total - len(self.left), time.time() - self.t0
+            eta = elapsed / done * len(self.left)
+            from two_grpo.console import fmt_duration
+
+            self.emit(
+                f"member {done}/{self.total} done: {run_id}  {summary.get('wallclock_s', 0.0):.0f}s  "
+                f"{final_metric(summary)}  sweep ETA {fmt_duration(eta)}"
+            )
+
+
+def split_sweep_values(value: str) -> list[str]:
+    """Hydra's `a,b,c` (commas outside brackets and quotes) -> ['a', 'b', 'c']."""
+    out, depth, quote, cur = [], 0, "", ""
+    for ch in value:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+            continue
+        cur += ch
+    return [*out, cur]
+
+
+def multirun_plan(argv: list[str]) -> tuple[str, Any, list[Member], list[str], list[str], str]:
+    """`train -m` arguments -> (sweep name, preset, members, common overrides, hydra overrides, sweep dir).
+    Every KEY=A,B is an axis (the members are the product), seed=... gives the seeds, the rest is common."""
+    import itertools
+
+    from two_grpo.sweep_plan import SweepPreset, config_hash, slug
+
+    axes: dict[str, list[str]] = {}
+    common, hydra, seeds, sweep_dir = [], [], [0], ""
+    for a in argv:
+        if a.startswith("dry_run="):  # not a train key: the sweep's own (print the plan only)
+            continue
+        if "=" not in a:
+            raise ConfigError(f"argument {a!r} is not KEY=VALUE (train -m takes KEY=A,B,... overrides)")
+        k, v = a.split("=", 1)
+        if k == "hydra.sweep.dir":
+            sweep_dir = v
+            continue
+        if k.startswith("hydra."):
+            hydra.append(a)
+            continue
+        if v.startswith(("range(", "choice(", "interval(", "glob(", "tag(", "sort(", "shuffle(")):
+            raise ConfigError(f"{a}: Hydra's sweep functions are not supported; list the values: {k}=A,B,C")
+        values = split_sweep_values(v)
+        if k.lstrip("+") == "seed":
+            if not all(x.strip().lstrip("-").isdigit() for x in values):
+                raise ConfigError(f"{a}: seeds must be integers, e.g. seed=0,1,2")
+            seeds = [int(x) for x in values]
+        elif len(values) > 1:
+            axes[k] = values
+        else:
+            common.append(a)
+    members: dict[str, list[str]] = {}
+    for combo in itertools.product(*axes.values()) if axes else [()]:
+        own = [f"{k}={v}" for k, v in zip(axes, combo)]
+        name = "_".join(slug(f"{k.rsplit('.', 1)[-1]}{v}") for k, v in zip(axes, combo)) or "run"
+        members[name] = own
+    named = [a for a in argv if not a.startswith(("dry_run=", "hydra."))]
+    name = "multirun-" + "-".join(slug(k.rsplit(".", 1)[-1]) for k in [*axes, "seed"]) + "-" + config_hash(named)
+    preset = SweepPreset(description=f"two-grpo train -m {' '.join(argv)}", seeds=seeds, members=members)
+    return name, preset, plan_members(preset, common, seeds), common, hydra, sweep_dir or f"sweeps/{name}"
+
+
+def cmd_multirun(argv: list[str]) -> int:
+    """`two-grpo train -m KEY=A,B ...`: Hydra's multirun syntax on the sweep machinery (sweep.py): each member in
+    its own process, finished members skipped, the same command resumes, a dir `two-grpo report` reads."""
+    from two_grpo.console import console
+
+    try:
+        name, preset, members, common, hydra, sweep_dir = multirun_plan(argv)
+        proj = check_and_project(members, 0)
+    except ConfigError as exc:
+        print(f"two-grpo: error: {exc}", file=sys.stderr)
+        return 2
+    parallel = next((int(h.split("=", 1)[1]) for h in hydra if h.startswith("hydra.sweeper.max_batch_size=")), 1)
+    dry_run = any(a.lower() in ("dry_run=true", "dry_run=1") for a in argv)
+    keys = {"sweep": name, "dry_run": dry_run, "parallel": parallel, "launcher": "submitit_local"}
+    keys["timeout_min"] = 7 * 24 * 60
+    hydra = [h for h in hydra if not h.startswith("hydra.sweeper.max_batch_size=")]
+    console.print(
+        f"two-grpo train -m: {len(members)} member(s) through the sweep machinery into {sweep_dir}", soft_wrap=True
+    )
+    return run_sweep(keys, preset, members, proj, Path(sweep_dir), common, hydra, ["two-grpo", "train", "-m", *argv])

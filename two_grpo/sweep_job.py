@@ -80,6 +80,9 @@ def run_member(cfg: Any) -> dict[str, Any]:
         member_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "two_grpo.cli", *member["command"][1:], *extra]
         env = {**os.environ, "TWO_GRPO_SWEEP_MEMBER": member["run_id"]}
+        env.update(
+            {"TWO_GRPO_SWEEP_NAME": plan.get("preset", ""), "TWO_GRPO_SWEEP_MEMBER_NAME": member.get("name", "")}
+        )  # wandb
         with open(member_dir / "train.log", "a", encoding="utf-8") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             (member_dir / PID_FILE).write_text(str(proc.pid))

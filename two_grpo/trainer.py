@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from two_grpo import engine_log
 from two_grpo import multirank as mr
 from two_grpo.batch import Prompt, Rollout, collate, split_groups
 from two_grpo.checkpoint import CheckpointManager, set_rng_state
@@ -32,6 +33,7 @@ from two_grpo.evaluate import OUTCOMES_FILE, Evaluator, load_benchmarks
 from two_grpo.final_model import save_final
 from two_grpo.guards import NonFiniteGuard, Preempted, PreemptionFlag, ZeroSignalGuard, check_reward_failures
 from two_grpo.learner import make_learner
+from two_grpo.lora import apply_lora, is_lora, trainable_summary
 from two_grpo.models import (
     check_positions,
     fit_prompt_tokens,
@@ -47,7 +49,7 @@ from two_grpo.rollout.base import train_sampling
 from two_grpo.sampler import PromptSampler
 from two_grpo.signal import predicted_zero_var_frac, signal_metrics
 from two_grpo.tasks import make_task
-from two_grpo.tracking import PHASES, Tracker
+from two_grpo.tracking import PHASES, Tracker, peer_metrics
 
 
 class Timers:
@@ -164,7 +166,12 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         print_header(str(run_dir), model_path, derived.as_dict(), cfg)
         print("\n".join(plan_lines), flush=True)
 
-    model = load_model(model_path, cfg.model)
+    routed = engine_log.route_engine_logs(run_dir, cfg.logger.verbose)  # every rank, before vllm is imported
+    if dist.is_main and routed and cfg.rollout.backend != "hf":
+        print(f"two-grpo: rollout engine log lines go to {run_dir / engine_log.ENGINE_LOG} (logger.verbose=true: here)")
+    model = apply_lora(load_model(model_path, cfg.model), cfg.model.lora)  # model.lora.r == 0: the model itself
+    if is_lora(model) and dist.is_main:
+        print(f"two-grpo: {trainable_summary(model)}")
     engine = make_engine(cfg, model, tokenizer, model_path)
     engine_info = engine_report(engine, cfg)
     if dist.is_main:
@@ -178,6 +185,9 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
             cfg.logger.project,
             OmegaConf.to_container(OmegaConf.structured(cfg)),
             cfg.run_id,
+            entity=cfg.logger.entity,
+            group=cfg.logger.group,
+            tags=list(cfg.logger.tags),
         )
         if dist.is_main
         else mr.NullTracker()
@@ -323,6 +333,9 @@ def rollout_step(
     parts = {f"reward/{name}_mean": sum(v) / max(len(v), 1) for name, v in report.parts.items()}
     shared.update(dist.reduce_metrics(parts, "mean"))  # whole groups on every rank: the mean over ranks
     shared.update(resampled)
+    shared.update(
+        peer_metrics(rollouts, timers.since_log["rollout"], budget.tokens, time.time() - budget.t_start, dist)
+    )
     keep = [r for r, z in zip(rollouts, zero_var.tolist()) if not (cfg.algo.drop_zero_var_groups and z)]
     minibatches = split_groups(keep, derived.updates_per_rollout_batch)
     batches = [collate(mb, engine.pad_id) if mb else None for mb in minibatches]

@@ -34,6 +34,8 @@ def test_heavy_backends_stay_behind_their_adapters():
                 assert rel == "rollout/vllm_engine.py", rel
             if name.split(".")[0] == "deepspeed":
                 assert rel.startswith("learner/"), rel
+            if name.split(".")[0] == "peft":  # the `lora` extra
+                assert rel == "lora.py", rel
             if rel.startswith("tasks/"):
                 assert not name.startswith(("torch.distributed", "vllm", "deepspeed")), rel
 

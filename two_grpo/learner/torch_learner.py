@@ -36,7 +36,10 @@ class TorchLearner:
         `noise`: a DiagnosticsConfig with grad_noise on and grad_noise_sets >= 2, or None (nothing measured)."""
         self.device = torch.device(device)
         model.to(self.device)
+        from two_grpo import lora
+
         self.model, self.cfg, self.algo, self.temperature = model, cfg, algo, temperature
+        self.lora = lora.is_lora(model)  # a peft LoRA model: only the adapter trains, checkpoints hold it alone
         self.whole_groups = algo.loss == "pairwise"  # a pair's two rows share a micro-batch
         self.noise = None
         if noise is not None and noise.grad_noise and noise.grad_noise_sets >= 2:
@@ -53,7 +56,9 @@ class TorchLearner:
         )
         self.skipped_updates = 0
         self.ref_model = None
-        if algo.kl_coef > 0:  # frozen copy of the initial policy for the KL term
+        if algo.kl_coef > 0 and self.lora:  # the initial policy is the base model: the adapter switched off
+            self.ref_model = lora.AdapterOff(model)
+        elif algo.kl_coef > 0:  # frozen copy of the initial policy for the KL term
             import copy
 
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
@@ -122,10 +127,16 @@ class TorchLearner:
         return batch_to(b, self.device)
 
     def save_state(self, folder: Path) -> None:
-        """Model weights (model.safetensors), optimizer and lr-schedule state into `folder` (exists)."""
+        """Model weights (model.safetensors; with LoRA the adapter alone, adapter.safetensors), optimizer and
+        lr-schedule state into `folder` (exists)."""
         from safetensors.torch import save_model
 
-        save_model(self.model, str(folder / "model.safetensors"))
+        from two_grpo import lora
+
+        if self.lora:
+            lora.save_adapter_state(self.model, folder)
+        else:
+            save_model(self.model, str(folder / "model.safetensors"))
         torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
         torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
 
@@ -133,10 +144,21 @@ class TorchLearner:
         """Inverse of save_state: weights in place (an engine sharing the module sees them), optimizer, schedule."""
         from safetensors.torch import load_model
 
-        load_model(self.model, str(folder / "model.safetensors"), strict=True)
+        from two_grpo import lora
+
+        if self.lora:
+            lora.load_adapter_state(self.model, folder)
+        else:
+            load_model(self.model, str(folder / "model.safetensors"), strict=True)
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
         self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
 
     def named_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """(name, tensor) of every parameter, for pushing into a rollout engine."""
-        yield from self.model.named_parameters()
+        """(name, tensor) of every parameter, for pushing into a rollout engine (LoRA: base + B·A per layer, under the
+        base model's names; the learner's own module is not merged)."""
+        if self.lora:
+            from two_grpo import lora
+
+            yield from lora.merged_weights(self.model)
+        else:
+            yield from self.model.named_parameters()

@@ -1,0 +1,124 @@
+"""LoRA through the real CLI (CPU, HF engine, tiny model), and extending a finished run.
+
+One reference run trains a LoRA adapter for 6 steps (a checkpoint every 2, all kept). Then: final/ holds the merged
+model, equal to peft's own merge of final/adapter onto the base; checkpoints hold the adapter only; a resume from
+step 2 ends bitwise equal; raising budget.max_steps on the finished run continues it from its last checkpoint.
+Run: pytest -m slow tests/integration/test_lora_cli.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("peft")
+
+ARGS = [
+    "experiment=smoke",
+    "rollout=hf",
+    "model.lora.r=8",
+    "model.lora.alpha=16",
+    "lr=5e-3",
+    "budget.max_steps=6",
+    "checkpoint.every_steps=2",
+    "checkpoint.keep_last=0",
+    "eval.prompts=4",
+    "task.arith.partial_credit=true",
+]
+MEASURED = ("time/", "memory/", "throughput/")  # process measurements: differ between a resumed run and the reference
+
+
+def run(args, run_dir: Path, model_dir: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "two_grpo.cli", "train", *args, f"model.path={model_dir}", f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    return subprocess.run(cmd + ["logger.progress=false"], env=env, capture_output=True, text=True, timeout=900)
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith(MEASURED)} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_model_dir) -> Path:
+    run_dir = tmp_path_factory.mktemp("lora") / "run"
+    p = run(ARGS, run_dir, tiny_model_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "LoRA: " in p.stdout and "trainable parameters" in p.stdout
+    return run_dir
+
+
+def test_final_is_the_merged_model_and_the_adapter_and_checkpoints_hold_the_adapter(reference, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ckpt = reference / "checkpoints" / "step_6" / "learner"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["adapter.safetensors", "optimizer.pt", "scheduler.pt"]
+    adapter = load_file(str(ckpt / "adapter.safetensors"))
+    assert adapter and all(".lora_A." in k or ".lora_B." in k for k in adapter)
+    assert any(k.endswith("lora_B.default.weight") and v.abs().max() > 0 for k, v in adapter.items())  # it trained
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    base_w = {k: v.clone() for k, v in base.state_dict().items()}
+    merged_by_peft = PeftModel.from_pretrained(base, str(reference / "final" / "adapter")).merge_and_unload()
+    final = load_file(str(reference / "final" / "model.safetensors"))
+    ours = merged_by_peft.state_dict()
+    assert set(final) <= set(ours)
+    changed = 0
+    for k, v in final.items():
+        assert torch.allclose(v, ours[k], atol=1e-6), k
+        changed += not torch.equal(v, base_w[k])
+    assert changed == 4 * 4  # q, k, v, o projections of 4 layers moved; everything else is the base, bitwise
+    m = metrics(reference)
+    assert [r["step"] for r in m] == [1, 2, 3, 4, 5, 6]
+    assert any(r["optim/grad_norm"] > 0 for r in m)
+    for key in ("rollout/reward_std", "rollout/response_tokens_min", "rollout/response_tokens_max"):
+        assert key in m[0]
+    assert "throughput/tokens_per_s" in json.loads((reference / "metrics.jsonl").read_text().splitlines()[0])
+
+
+def test_lora_resume_from_a_checkpoint_is_exact(reference, tiny_model_dir, tmp_path):
+    cut = tmp_path / "cut"  # as if killed right after the step-2 checkpoint
+    shutil.copytree(reference, cut)
+    for name in ("step_4", "step_6"):
+        shutil.rmtree(cut / "checkpoints" / name)
+    (cut / "checkpoints" / "latest").write_text("step_2\n")
+    (cut / "summary.json").unlink()
+    shutil.rmtree(cut / "final")
+    p = run(ARGS, cut, tiny_model_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "(step 2)" in p.stdout
+    assert metrics(cut) == metrics(reference)
+    a = load_file(str(reference / "checkpoints" / "step_6" / "learner" / "adapter.safetensors"))
+    b = load_file(str(cut / "checkpoints" / "step_6" / "learner" / "adapter.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    fa, fb = (load_file(str(d / "final" / "model.safetensors")) for d in (reference, cut))
+    assert all(torch.equal(fa[k], fb[k]) for k in fa)
+
+
+def test_raising_max_steps_extends_a_finished_run(reference, tiny_model_dir, tmp_path):
+    run_dir = tmp_path / "extended"
+    shutil.copytree(reference, run_dir)
+    changed = [a for a in ARGS if not a.startswith("budget.max_steps=")] + ["budget.max_steps=8"]
+    p = run(changed, run_dir, tiny_model_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "extending the finished run" in p.stdout and "budget.max_steps 6 -> 8" in p.stdout
+    assert "resuming from" in p.stdout and "(step 6)" in p.stdout
+    rows = metrics(run_dir)
+    assert [r["step"] for r in rows] == list(range(1, 9)) and rows[:6] == metrics(reference)
+    assert json.loads((run_dir / "summary.json").read_text())["optimizer_steps"] == 8
+    assert (run_dir / "summary.before_extend.json").is_file()
+    again = run(changed, run_dir, tiny_model_dir)  # the same command once more: finished, nothing to do
+    assert again.returncode == 0 and "already holds a finished run" in again.stdout
+    lowered = run(ARGS, run_dir, tiny_model_dir)  # max_steps 8 -> 6 is not an extension
+    assert lowered.returncode == 2 and "different config: budget.max_steps=8 there, 6 now" in lowered.stderr
+    other = run([*changed, "lr=1e-3"], run_dir, tiny_model_dir)  # a non-budget change stays refused
+    assert other.returncode == 2 and "different config: lr=" in other.stderr
