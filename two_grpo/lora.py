@@ -107,6 +107,15 @@ class AdapterOff(torch.nn.Module):
         super().__init__()
         self.peft = [model]  # a list: not registered as a submodule (no second copy in state_dict / .to())
 
+    def get_decoder(self) -> Any:  # the learner's response-only head path (learner/step.py) works through it
+        return self.peft[0].get_decoder()
+
+    def get_output_embeddings(self) -> Any:
+        return self.peft[0].get_output_embeddings()
+
+    def get_base_model(self) -> Any:
+        return self.peft[0].get_base_model()
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         model = self.peft[0]
         was_training = model.training
