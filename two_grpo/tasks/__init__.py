@@ -17,4 +17,8 @@ def make_task(cfg: TaskConfig, tokenizer: Any) -> Task:
         from two_grpo.tasks.math_task import MathTask
 
         return MathTask(cfg.data, tokenizer)
+    if cfg.name == "reasoning_gym":
+        from two_grpo.tasks.reasoning_gym_task import ReasoningGymTask
+
+        return ReasoningGymTask(cfg.rg)
     raise ValueError(f"unknown task {cfg.name!r}")
