@@ -179,7 +179,9 @@ class EvalConfig:
     top_p: float = 1.0
     top_k: int = 0
     every_steps: int = 0  # 0 = only at start and end
-    difficulty_prompts: int = 0  # difficulty profile on this many training prompts at start (and end); 0 = off
+    difficulty_prompts: int = (
+        0  # difficulty profile on this many training prompts at start (and end); 0 = off (also when eval.prompts=0)
+    )
     difficulty_samples: int = 8  # k samples per prompt of the profile, at rollout.temperature
     difficulty_at_end: bool = True  # also profile the same prompts after training (difficulty_end.json)
     max_response_tokens: int = 0  # 0 = rollout.max_response_tokens (the paper evaluates at 4096)

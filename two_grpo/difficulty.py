@@ -57,7 +57,9 @@ def from_counts(prompt_ids: list[int], correct: list[int], k: int) -> dict[str, 
     }
 
 
-def measure(engine: Any, scorer: Any, prompts: list[Prompt], k: int, temperature: float, max_new_tokens: int, seed: int) -> dict[str, Any]:
+def measure(
+    engine: Any, scorer: Any, prompts: list[Prompt], k: int, temperature: float, max_new_tokens: int, seed: int
+) -> dict[str, Any]:
     """Sample k completions per prompt (temperature `temperature`), score them, return the profile."""
     sampling = Sampling(n=k, temperature=temperature, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens, seed=seed)
     rollouts = engine.generate(prompts, list(range(len(prompts))), sampling)

@@ -83,13 +83,14 @@ class Benchmark:
 
 
 def load_benchmarks(cfg: TrainConfig, tokenizer: Any, task: Any, task_scorer: RewardScorer) -> list[Benchmark]:
-    """The held-out split of the training task (if eval.prompts > 0) and every eval.benchmarks entry."""
+    """The held-out split of the training task (if eval.prompts > 0), the task's extra splits (at most
+    eval.prompts prompts each; not in eval/avg) and every eval.benchmarks entry."""
     suite: list[Benchmark] = []
     if cfg.eval.prompts > 0:
         suite.append(Benchmark(task.name, task.eval_prompts(cfg.eval.prompts), task_scorer))
         extra = getattr(task, "extra_eval_splits", None)  # e.g. toy_arith_ood: reported beside, not averaged
         for split_name, split_prompts in (extra() if extra is not None else {}).items():
-            suite.append(Benchmark(split_name, split_prompts, task_scorer, in_avg=False))
+            suite.append(Benchmark(split_name, split_prompts[: cfg.eval.prompts], task_scorer, in_avg=False))
     if cfg.eval.benchmarks:
         from two_grpo.tasks.math_task import MathTask
 

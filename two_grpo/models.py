@@ -32,7 +32,7 @@ def resolve_model_path(cfg: ModelConfig, quiet: bool = False, task: Any = None) 
     builtin:tiny is warm-started on `task` (a TaskConfig) when that task has gold answers, else on the default
     arithmetic task; the build is cached per task."""
     if cfg.path == "builtin:tiny":
-        from two_grpo.tiny_model import recipe_for, ensure_built
+        from two_grpo.tiny_model import ensure_built, recipe_for
 
         return str(ensure_built(cfg.tiny_cache_dir, recipe=recipe_for(task), quiet=quiet))
     if cfg.path.startswith("builtin:"):

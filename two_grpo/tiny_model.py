@@ -91,7 +91,15 @@ def task_spec(task_cfg: Any) -> str:
     return ""
 
 
-_ARITH_SHAPE_KEYS = ("min_digits", "max_digits", "min_operand", "max_operand", "operators", "mul_max_digits", "chain_frac")
+_ARITH_SHAPE_KEYS = (
+    "min_digits",
+    "max_digits",
+    "min_operand",
+    "max_operand",
+    "operators",
+    "mul_max_digits",
+    "chain_frac",
+)
 
 
 def sft_pairs_for(spec: str, n: int, seed: int) -> list[tuple[str, str]]:
@@ -101,7 +109,9 @@ def sft_pairs_for(spec: str, n: int, seed: int) -> list[tuple[str, str]]:
 
     d = json.loads(spec or task_spec(None))
     if d["name"] == "toy_arith":  # exclude a generous held-out and OOD set (more than any eval uses by default)
-        cfg = TaskConfig(name="toy_arith", arith=ArithConfig(**d["arith"], train_prompts=0, eval_prompts=1024, ood_eval_prompts=512))
+        cfg = TaskConfig(
+            name="toy_arith", arith=ArithConfig(**d["arith"], train_prompts=0, eval_prompts=1024, ood_eval_prompts=512)
+        )
     else:
         cfg = TaskConfig(name=d["name"], rg=RGConfig(**d["rg"], train_size=0, eval_size=1024))
     return make_task(cfg, None).sft_pairs(n, seed)

@@ -335,7 +335,7 @@ def difficulty_profile(cfg: TrainConfig, engine, scorer, train_set, run_dir: Pat
     difficulty_<tag>.json (+ .png), prints one line, returns `difficulty/frac_mixed` and `difficulty/mean_p`."""
     from two_grpo import difficulty
 
-    if cfg.eval.difficulty_prompts <= 0:
+    if cfg.eval.difficulty_prompts <= 0 or cfg.eval.prompts <= 0:  # eval.prompts=0 turns every eval off
         return {}
     prompts = difficulty.pick_prompts(train_set, cfg.eval.difficulty_prompts)
     k, temp = cfg.eval.difficulty_samples, cfg.rollout.temperature

@@ -13,7 +13,9 @@ from two_grpo.tasks.reasoning_gym_task import ReasoningGymTask, extract_answer, 
 
 
 def _task(**kw) -> ReasoningGymTask:
-    return ReasoningGymTask(RGConfig(dataset="chain_sum", config={"max_terms": 3, "max_digits": 2}, train_size=50, eval_size=10, **kw))
+    return ReasoningGymTask(
+        RGConfig(dataset="chain_sum", config={"max_terms": 3, "max_digits": 2}, train_size=50, eval_size=10, **kw)
+    )
 
 
 def test_prompts_are_seeded_and_scored_by_the_library():

@@ -68,7 +68,10 @@ def test_format_split_is_hand_checked():
     assert counts == (4, 3, 2)
     m = format_metrics(counts, "rollout", "format_ok_frac")
     assert m == {"rollout/format_ok_frac": 0.75, "rollout/correct_given_format": pytest.approx(2 / 3)}
-    assert format_metrics((2, 0, 0), "eval/x", "format_ok") == {"eval/x/format_ok": 0.0, "eval/x/correct_given_format": 0.0}
+    assert format_metrics((2, 0, 0), "eval/x", "format_ok") == {
+        "eval/x/format_ok": 0.0,
+        "eval/x/correct_given_format": 0.0,
+    }
     assert format_counts(object(), ["1"], [1.0]) is None  # a task without format_ok: no split
 
 

@@ -55,7 +55,9 @@ def _make_dataset(cfg: RGConfig, size: int, seed: int) -> Any:
     try:
         import reasoning_gym
     except ImportError as exc:
-        raise ConfigError('task=reasoning_gym needs the reasoning-gym package: pip install -e ".[reasoning-gym]"') from exc
+        raise ConfigError(
+            'task=reasoning_gym needs the reasoning-gym package: pip install -e ".[reasoning-gym]"'
+        ) from exc
     try:
         return reasoning_gym.create_dataset(cfg.dataset, size=size, seed=seed, **dict(cfg.config))
     except (ValueError, TypeError, AssertionError) as exc:
