@@ -1,11 +1,12 @@
 """Build the embedded default model `builtin:tiny` locally, with no hub access.
 
 A character-level tokenizer (printable ASCII) and a ~0.8 M-parameter Qwen2 causal LM, warm-started by a short
-supervised run on the built-in arithmetic task so that it solves some problems but not all at temperature 1
-(GRPO needs groups with mixed rewards). The warm start is imperfect in two ways that reward alone can fix: it
-samples wrong digits, and for `restate_frac` of its answers it keeps writing (a restated answer, `46 46`),
-which the exact checker rejects. GRPO learns to stop after the answer within a few dozen steps; sharpening
-the digits is slower. Built once into a cache folder keyed by the recipe, written to a
+supervised run on fresh problems of a task with gold answers (default: the built-in arithmetic task's shapes;
+any task with `sft_pairs`, e.g. reasoning_gym, via `two-grpo build-model task=...`). The warm start is short on
+purpose: the model answers in the right format (an integer, then EOS) and solves the easy shapes, but samples
+wrong digits on the harder ones at temperature 1, so per-prompt solve rates spread and GRPO has correctness to
+improve. (`restate_frac` > 0 plants the old format defect, answers restated as `46 46`; off by default.)
+Built once into a cache folder keyed by the recipe (which includes the task's shape keys), written to a
 temporary folder and renamed whole, so an interrupted build is never used.
 """
 
