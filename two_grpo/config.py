@@ -70,7 +70,7 @@ class RGConfig:
 
     dataset: str = "chain_sum"  # any reasoning_gym.create_dataset name, e.g. basic_arithmetic, chain_sum
     config: dict[str, Any] = field(default_factory=dict)  # the generator's own config, e.g. {max_terms: 3}
-    seed: int = 0  # the generator's seed (train split; eval uses seed + 1, the warm start seed + 2)
+    seed: int = 0  # the generator's seed (train split; eval and the warm start use seeds ~1e7 and ~2e7 above it)
     train_size: int = 5000
     eval_size: int = 256
     template: str = "{question}\nA: "  # prompt text; {question} is the generator's question

@@ -39,6 +39,14 @@ def test_extract_and_format():
     assert _task().format_ok("5") and not _task().format_ok("")
 
 
+def test_splits_do_not_overlap():
+    """reasoning-gym's item i of seed s is Random(s + i): nearby seeds would make eval a shifted copy of train."""
+    t = ReasoningGymTask(RGConfig(dataset="chain_sum", train_size=300, eval_size=300))
+    assert len(t.train_prompts()) > 295  # (a chance collision or two of short questions aside)
+    assert len(t.sft_pairs(300, seed=0)) == 300
+    assert len({q for q, _ in t.sft_pairs(300, seed=0)}) > 250
+
+
 def test_sft_pairs_avoid_eval_questions():
     t = _task()
     held = {p.question for p in t.eval_prompts(10)}

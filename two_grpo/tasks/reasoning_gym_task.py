@@ -20,6 +20,10 @@ from two_grpo.batch import Prompt
 from two_grpo.config import ConfigError, RGConfig
 
 _TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
+# reasoning-gym draws item i of a dataset with seed s from Random(s + i): datasets with nearby seeds are shifted
+# copies of each other. The splits therefore use seeds this far apart (train s, eval s + 1 * SPLIT, warm start
+# s + 2 * SPLIT), more than any split's size.
+SPLIT_SEED_STRIDE = 10_000_019
 
 
 def extract_answer(completion: str) -> str | None:
@@ -77,7 +81,7 @@ class ReasoningGymTask:
         self.cfg = cfg
         self.score_fn = rg_score
         self.name = f"rg_{cfg.dataset}"
-        self._eval = list(_make_dataset(cfg, cfg.eval_size, cfg.seed + 1)) if cfg.eval_size else []
+        self._eval = list(_make_dataset(cfg, cfg.eval_size, cfg.seed + SPLIT_SEED_STRIDE)) if cfg.eval_size else []
         self._held_out = {e["question"] for e in self._eval}
         train = list(_make_dataset(cfg, cfg.train_size, cfg.seed)) if cfg.train_size else []
         self._train = [e for e in train if e["question"] not in self._held_out]
@@ -103,8 +107,8 @@ class ReasoningGymTask:
         return self._prompts(self._eval[:n])
 
     def sft_pairs(self, n: int, seed: int) -> list[tuple[str, str]]:
-        """`n` (prompt text, gold answer) pairs from a third seed, never an eval question."""
-        entries = [e for e in _make_dataset(self.cfg, n + len(self._held_out), self.cfg.seed + 2 + seed)]
+        """`n` (prompt text, gold answer) pairs from a third seed range, never an eval question."""
+        entries = list(_make_dataset(self.cfg, n + len(self._held_out), self.cfg.seed + 2 * SPLIT_SEED_STRIDE + seed))
         pairs = [(self.cfg.template.format(question=e["question"]), str(e["answer"])) for e in entries]
         pairs = [p for p, e in zip(pairs, entries) if e["question"] not in self._held_out][:n]
         return (pairs * (n // max(len(pairs), 1) + 1))[:n]
