@@ -4,7 +4,7 @@
     two-grpo train [KEY=VALUE ...] --plan          print the per-GPU memory plan (plan.gpus=N) and exit
     two-grpo train resume=RUN_DIR                 resume the run in RUN_DIR with its saved config
     two-grpo train resume=auto [KEY=VALUE ...]    resume the newest unfinished run with this config under runs/
-    two-grpo build-model                          build the embedded default model (builtin:tiny) now
+    two-grpo build-model [task=...]               build the embedded default model (builtin:tiny) now
     two-grpo eval [RUN_DIR|MODEL_DIR] [KEY=VALUE ...]   Mean@k / Pass@k of a run's final weights or a model
     two-grpo sweep sweep=<preset> [KEY=VALUE ...]       run a preset's members (dry_run=true: print the plan)
     two-grpo report <SWEEP_DIR|RUN_DIR ...>             table, CSV, Markdown and plots over seeds
@@ -262,10 +262,26 @@ def _is_config_exception(exc: BaseException) -> bool:
 
 
 def cmd_build_model(argv: list[str]) -> int:
-    from two_grpo.tiny_model import ensure_built
+    """`two-grpo build-model [task=... task.*=... model.tiny_cache_dir=...]`: build builtin:tiny warm-started on
+    the task (any task with gold answers: toy_arith, reasoning_gym); prints the model folder."""
+    from two_grpo.config import ConfigError
 
-    cache = next((a.split("=", 1)[1] for a in argv if a.startswith("model.tiny_cache_dir=")), "")
-    print(ensure_built(cache))
+    try:
+        typed = to_train_config(compose(argv))
+        from two_grpo.tiny_model import ensure_built, recipe_for
+
+        recipe = recipe_for(typed.task)
+        if typed.task.name not in ("toy_arith",) and not recipe.task:
+            raise ConfigError(f"task={typed.task.name}: no gold-answer generator to warm-start builtin:tiny on")
+    except ConfigError as exc:
+        print(f"two-grpo: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:
+        if not _is_config_exception(exc):
+            raise
+        print(f"two-grpo: error: {format_config_error(exc, argv)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(ensure_built(typed.model.tiny_cache_dir, recipe=recipe))
     return 0
 
 

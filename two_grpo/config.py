@@ -48,11 +48,17 @@ class ModelConfig:
 class ArithConfig:
     """The built-in arithmetic task (tasks/toy_arith.py)."""
 
-    min_operand: int = 0
-    max_operand: int = 99
-    operators: str = "+-"  # any of "+-*"
+    min_digits: int = 1  # operand lengths in digits, drawn uniformly per operand (carries/borrows vary)
+    max_digits: int = 2  # 0 = draw operands from min_operand..max_operand instead
+    min_operand: int = 0  # range mode only (max_digits=0)
+    max_operand: int = 99  # range mode only (max_digits=0)
+    operators: str = "+-*"  # any of "+-*"
+    mul_max_digits: int = 1  # the second factor of `*` has at most this many digits
+    chain_frac: float = 0.25  # share of +/- problems with a third term (`a+b-c`)
     train_prompts: int = 20000
     eval_prompts: int = 256
+    ood_eval_prompts: int = 128  # out-of-distribution split `<task>_ood`; 0 = off
+    ood_extra_digits: int = 1  # its operands have this many more digits than training
     partial_credit: bool = False  # reward = fraction of answer characters right (continuous reward)
 
 
@@ -75,11 +81,26 @@ class DataConfig:
 
 
 @dataclass
+class RGConfig:
+    """A reasoning-gym generator (tasks/reasoning_gym_task.py; `pip install -e ".[reasoning-gym]"`)."""
+
+    dataset: str = "chain_sum"  # any reasoning_gym.create_dataset name, e.g. basic_arithmetic, chain_sum
+    config: dict[str, Any] = field(default_factory=dict)  # the generator's own config, e.g. {max_terms: 3}
+    seed: int = 0  # the generator's seed (train split; eval and the warm start use seeds ~1e7 and ~2e7 above it)
+    train_size: int = 5000
+    eval_size: int = 256
+    template: str = "{question}\nA: "  # prompt text; {question} is the generator's question
+
+
+@dataclass
 class TaskConfig:
-    name: str = "toy_arith"  # toy_arith | math | a task installed under the `two_grpo.tasks` entry-point group
+    name: str = (
+        "toy_arith"  # toy_arith | math | reasoning_gym | a task installed under the `two_grpo.tasks` entry-point group
+    )
     module: str = ""  # "pkg.module:TaskClass": your own task class, TaskClass(task_cfg, tokenizer) (tasks/plugins.py)
     options: dict[str, Any] = field(default_factory=dict)  # free-form settings for a plug-in task
     arith: ArithConfig = field(default_factory=ArithConfig)
+    rg: RGConfig = field(default_factory=RGConfig)
     data: DataConfig = field(default_factory=DataConfig)
     reward_timeout_s: float = 2.0  # hard deadline per scored completion (worker process is killed)
     reward_workers: int = 2
@@ -207,6 +228,11 @@ class EvalConfig:
     top_k: int = 0
     every_steps: int = 0  # 0 = only at start and end
     every_rollouts: int = 0  # also eval each time the rollouts total crosses a multiple of this (equal budgets)
+    difficulty_prompts: int = (
+        0  # difficulty profile on this many training prompts at start (and end); 0 = off (also when eval.prompts=0)
+    )
+    difficulty_samples: int = 8  # k samples per prompt of the profile, at rollout.temperature
+    difficulty_at_end: bool = True  # also profile the same prompts after training (difficulty_end.json)
     max_response_tokens: int = 0  # 0 = rollout.max_response_tokens (the paper evaluates at 4096)
     benchmarks: dict[str, BenchmarkConfig] = field(default_factory=dict)  # name -> benchmark (conf/eval/math_suite)
 
@@ -278,7 +304,11 @@ class TrainConfig:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("float32", "bfloat16", "float16"),
-    "task.name": ("toy_arith", "math"),  # plus installed `two_grpo.tasks` entry points (validate_plugins)
+    "task.name": (
+        "toy_arith",
+        "math",
+        "reasoning_gym",
+    ),  # plus installed `two_grpo.tasks` entry points (validate_plugins)
     "rollout.backend": ("auto", "hf", "vllm"),
     "rollout.dtype": ("auto", "float32", "bfloat16", "float16"),
     "learner.backend": ("torch", "deepspeed"),
@@ -401,6 +431,16 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.task.name == "toy_arith":
         if arith.max_operand < arith.min_operand:
             raise ConfigError(f"task.arith.max_operand={arith.max_operand} must be >= task.arith.min_operand")
+        if arith.max_digits and not 1 <= arith.min_digits <= arith.max_digits <= 6:
+            raise ConfigError(
+                f"task.arith.min_digits={arith.min_digits} / max_digits={arith.max_digits}: need "
+                "1 <= min_digits <= max_digits <= 6 (or max_digits=0 for the min_operand..max_operand range)"
+            )
+        if not 0 <= arith.chain_frac <= 1 or arith.mul_max_digits < 1 or arith.ood_extra_digits < 0:
+            raise ConfigError(
+                f"task.arith: need 0 <= chain_frac <= 1, mul_max_digits >= 1, ood_extra_digits >= 0 (got "
+                f"{arith.chain_frac}, {arith.mul_max_digits}, {arith.ood_extra_digits})"
+            )
         bad = set(arith.operators) - set("+-*")
         if bad or not arith.operators:
             raise ConfigError(f"task.arith.operators={arith.operators!r}: use one or more of '+', '-', '*'")
@@ -462,6 +502,11 @@ def validate(cfg: TrainConfig) -> None:
     if lora.r > 0 and cfg.learner.backend != "torch":
         raise ConfigError(
             "model.lora.r > 0 needs learner.backend=torch (learner=cpu); LoRA with DeepSpeed is not supported"
+        )
+    if cfg.eval.difficulty_prompts < 0 or cfg.eval.difficulty_samples < 1:
+        raise ConfigError(
+            f"eval.difficulty_prompts={cfg.eval.difficulty_prompts} must be >= 0 (0 = off) and "
+            f"eval.difficulty_samples={cfg.eval.difficulty_samples} >= 1"
         )
     validate_plugins(cfg)
     validate_loss_and_diagnostics(cfg)

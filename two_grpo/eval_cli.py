@@ -119,7 +119,7 @@ def run_eval_only(cfg) -> dict[str, float]:
     from two_grpo.rollout import make_engine
     from two_grpo.tasks import make_task
 
-    model_path = resolve_model_path(cfg.model)
+    model_path = resolve_model_path(cfg.model, task=cfg.task)
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     task = make_task(cfg.task, tokenizer)
     scorer = RewardScorer(task, cfg.task.reward_timeout_s, cfg.task.reward_workers, plugin_parts(cfg.task))

@@ -15,6 +15,7 @@ from typing import Any
 
 from two_grpo.batch import Prompt
 from two_grpo.config import ConfigError, DataConfig, EvalConfig, TrainConfig
+from two_grpo.format_split import format_counts, format_metrics
 from two_grpo.rewards import RewardScorer
 from two_grpo.rollout.base import RolloutEngine, Sampling
 
@@ -71,6 +72,8 @@ def evaluate(
             for i, v in sorted(per_prompt.items())
         ]
     out = {f"eval/{name}/mean@{k}": mean, f"eval/{name}/pass@{k}": passk}
+    fmt = format_counts(scorer.task, [r.text for r in rollouts], report.rewards)
+    out.update(format_metrics(fmt, f"eval/{name}", "format_ok"))
     for g in PREDICT_GROUP_SIZES:
         if g <= k:
             z = [zero_var_prob(len(v), sum(x == 1.0 for x in v), g) for v in per_prompt.values()]
@@ -83,13 +86,18 @@ class Benchmark:
     name: str
     prompts: list[Prompt]
     scorer: RewardScorer
+    in_avg: bool = True  # counted in eval/avg/* (a task's extra splits, e.g. toy_arith_ood, are not)
 
 
 def load_benchmarks(cfg: TrainConfig, tokenizer: Any, task: Any, task_scorer: RewardScorer) -> list[Benchmark]:
-    """The held-out split of the training task (if eval.prompts > 0) and every eval.benchmarks entry."""
+    """The held-out split of the training task (if eval.prompts > 0), the task's extra splits (at most
+    eval.prompts prompts each; not in eval/avg) and every eval.benchmarks entry."""
     suite: list[Benchmark] = []
     if cfg.eval.prompts > 0:
         suite.append(Benchmark(task.name, task.eval_prompts(cfg.eval.prompts), task_scorer))
+        extra = getattr(task, "extra_eval_splits", None)  # e.g. toy_arith_ood: reported beside, not averaged
+        for split_name, split_prompts in (extra() if extra is not None else {}).items():
+            suite.append(Benchmark(split_name, split_prompts[: cfg.eval.prompts], task_scorer, in_avg=False))
     if cfg.eval.benchmarks:
         from two_grpo.tasks.math_task import MathTask
 
@@ -142,9 +150,10 @@ def evaluate_suite(
         active = dist is not None and dist.active
         outcomes += [o for part in dist.all_gather_object(mine) for o in part] if active else mine
     k = cfg.eval.samples_per_prompt
-    if len(suite) > 1:
+    averaged = [b for b in suite if b.in_avg]
+    if len(averaged) > 1:
         for metric in (f"mean@{k}", f"pass@{k}"):
-            vals = [out[f"eval/{b.name}/{metric}"] for b in suite if f"eval/{b.name}/{metric}" in out]
+            vals = [out[f"eval/{b.name}/{metric}"] for b in averaged if f"eval/{b.name}/{metric}" in out]
             out[f"eval/avg/{metric}"] = sum(vals) / len(vals)
     return out
 

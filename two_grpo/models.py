@@ -28,12 +28,14 @@ def save_quietly(model: Any, folder: Any, **kwargs: Any) -> None:
             hf_logging.enable_progress_bar()
 
 
-def resolve_model_path(cfg: ModelConfig, quiet: bool = False) -> str:
-    """Local folder or hub id for `cfg.path`, building builtin:tiny when needed. Fails before loading weights."""
+def resolve_model_path(cfg: ModelConfig, quiet: bool = False, task: Any = None) -> str:
+    """Local folder or hub id for `cfg.path`, building builtin:tiny when needed. Fails before loading weights.
+    builtin:tiny is warm-started on `task` (a TaskConfig) when that task has gold answers, else on the default
+    arithmetic task; the build is cached per task."""
     if cfg.path == "builtin:tiny":
-        from two_grpo.tiny_model import ensure_built
+        from two_grpo.tiny_model import ensure_built, recipe_for
 
-        return str(ensure_built(cfg.tiny_cache_dir, quiet=quiet))
+        return str(ensure_built(cfg.tiny_cache_dir, recipe=recipe_for(task), quiet=quiet))
     if cfg.path.startswith("builtin:"):
         raise ConfigError(f"model.path={cfg.path!r}: the only built-in model is builtin:tiny")
     looks_local = cfg.path.startswith((".", "/", "~")) or os.path.exists(cfg.path)

@@ -1,11 +1,12 @@
 """Build the embedded default model `builtin:tiny` locally, with no hub access.
 
 A character-level tokenizer (printable ASCII) and a ~0.8 M-parameter Qwen2 causal LM, warm-started by a short
-supervised run on the built-in arithmetic task so that it solves some problems but not all at temperature 1
-(GRPO needs groups with mixed rewards). The warm start is imperfect in two ways that reward alone can fix: it
-samples wrong digits, and for `restate_frac` of its answers it keeps writing (a restated answer, `46 46`),
-which the exact checker rejects. GRPO learns to stop after the answer within a few dozen steps; sharpening
-the digits is slower. Built once into a cache folder keyed by the recipe, written to a
+supervised run on fresh problems of a task with gold answers (default: the built-in arithmetic task's shapes;
+any task with `sft_pairs`, e.g. reasoning_gym, via `two-grpo build-model task=...`). The warm start is short on
+purpose: the model answers in the right format (an integer, then EOS) and solves the easy shapes, but samples
+wrong digits on the harder ones at temperature 1, so per-prompt solve rates spread and GRPO has correctness to
+improve. (`restate_frac` > 0 plants the old format defect, answers restated as `46 46`; off by default.)
+Built once into a cache folder keyed by the recipe (which includes the task's shape keys), written to a
 temporary folder and renamed whole, so an interrupted build is never used.
 """
 
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,12 +38,13 @@ class TinyRecipe:
     sft_steps: int = 1500
     sft_batch: int = 128
     sft_lr: float = 3e-3
-    min_operand: int = 0
-    max_operand: int = 99
-    operators: str = "+-"
-    restate_frac: float = 0.7  # share of SFT answers followed by a restatement (" 46 46") the exact checker rejects
+    task: str = ""  # the warm-start task (`task_spec`); "" = the default arithmetic task
+    restate_frac: float = 0.0  # share of SFT answers followed by a restatement (" 46 46") the exact checker rejects
     seed: int = 0
-    version: int = 2
+    version: int = 3
+
+    def task_name(self) -> str:
+        return json.loads(self.task)["name"] if self.task else "toy_arith"
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -73,31 +76,64 @@ def build_tokenizer():  # -> PreTrainedTokenizerFast
     return fast
 
 
-def _sft(model, tokenizer, recipe: TinyRecipe, progress: Callable[[int, int], None] | None) -> None:
-    """Teacher-forced training on `a op b=` -> `c</s>`, loss on the answer tokens only."""
-    from two_grpo.config import ArithConfig
-    from two_grpo.tasks.toy_arith import TASK_SEED, make_problem
+def task_spec(task_cfg: Any) -> str:
+    """The part of a task config that fixes the warm-start data (canonical JSON, part of the model key), or ""
+    when the task has no generator of gold answers (then the default arithmetic warm start is used)."""
+    if task_cfg is None or task_cfg.name == "toy_arith":
+        arith = asdict(task_cfg.arith) if task_cfg is not None else None
+        if arith is None:
+            from two_grpo.config import ArithConfig
 
-    cfg = ArithConfig(min_operand=recipe.min_operand, max_operand=recipe.max_operand, operators=recipe.operators)
-    held_out = set()
-    eval_rng = random.Random(TASK_SEED + 1)  # the task's eval set: never trained on
-    for _ in range(4 * 256):
-        held_out.add(make_problem(eval_rng, cfg)[0])
+            arith = asdict(ArithConfig())
+        return json.dumps({"name": "toy_arith", "arith": {k: arith[k] for k in _ARITH_SHAPE_KEYS}}, sort_keys=True)
+    if task_cfg.name == "reasoning_gym":
+        rg = {k: v for k, v in asdict(task_cfg.rg).items() if k in ("dataset", "config", "seed", "template")}
+        return json.dumps({"name": "reasoning_gym", "rg": rg}, sort_keys=True, default=str)
+    return ""
+
+
+_ARITH_SHAPE_KEYS = (
+    "min_digits",
+    "max_digits",
+    "min_operand",
+    "max_operand",
+    "operators",
+    "mul_max_digits",
+    "chain_frac",
+)
+
+
+def sft_pairs_for(spec: str, n: int, seed: int) -> list[tuple[str, str]]:
+    """`n` (prompt text, gold answer text) pairs of the task named by `spec` (see `task_spec`)."""
+    from two_grpo.config import ArithConfig, RGConfig, TaskConfig
+    from two_grpo.tasks import make_task
+
+    d = json.loads(spec or task_spec(None))
+    if d["name"] == "toy_arith":  # exclude a generous held-out and OOD set (more than any eval uses by default)
+        cfg = TaskConfig(
+            name="toy_arith", arith=ArithConfig(**d["arith"], train_prompts=0, eval_prompts=1024, ood_eval_prompts=512)
+        )
+    else:
+        cfg = TaskConfig(name=d["name"], rg=RGConfig(**d["rg"], train_size=0, eval_size=1024))
+    return make_task(cfg, None).sft_pairs(n, seed)
+
+
+def _sft(model, tokenizer, recipe: TinyRecipe, progress: Callable[[int, int], None] | None) -> None:
+    """Teacher-forced training on `prompt` -> `answer</s>`, loss on the answer tokens only, on fresh task data
+    (never an eval question). Short on purpose: the model solves easy shapes, guesses on hard ones."""
+    pairs = sft_pairs_for(recipe.task, recipe.sft_steps * recipe.sft_batch, recipe.seed)
     rng = random.Random(recipe.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.sft_lr, weight_decay=0.0)
     eos = tokenizer.eos_token_id
     model.train()
     for step in range(recipe.sft_steps):
         rows, masks = [], []
-        while len(rows) < recipe.sft_batch:
-            q, a = make_problem(rng, cfg)
-            if q in held_out:
-                continue
+        for q, a in pairs[step * recipe.sft_batch : (step + 1) * recipe.sft_batch]:
             q_ids = tokenizer.convert_tokens_to_ids(list(q))  # character-level vocabulary
-            target = f"{a} {a}" if rng.random() < recipe.restate_frac else a
+            target = f"{a} {a}" if recipe.restate_frac and rng.random() < recipe.restate_frac else a
             a_ids = tokenizer.convert_tokens_to_ids(list(target)) + [eos]
-            rows.append(q_ids + a_ids)
-            masks.append([0] * len(q_ids) + [1] * len(a_ids))
+            rows.append((q_ids + a_ids)[: recipe.max_position_embeddings])
+            masks.append(([0] * len(q_ids) + [1] * len(a_ids))[: recipe.max_position_embeddings])
         length = max(map(len, rows))
         ids = torch.tensor([r + [0] * (length - len(r)) for r in rows])
         mask = torch.tensor([m + [0] * (length - len(m)) for m in masks], dtype=torch.float32)
@@ -154,11 +190,17 @@ def build(out_dir: Path, recipe: TinyRecipe, progress: Callable[[int, int], None
     return out_dir
 
 
+def recipe_for(task_cfg: Any = None) -> TinyRecipe:
+    """The builtin:tiny recipe for a task config: warm-started on that task when it has gold answers."""
+    spec = task_spec(task_cfg)
+    return TinyRecipe(task=spec if spec != task_spec(None) else "")
+
+
 def ensure_built(cache_dir: str = "", recipe: TinyRecipe | None = None, quiet: bool = False) -> Path:
     """Path of the cached builtin:tiny model, building it (with a progress bar) when missing."""
     recipe = recipe or TinyRecipe()
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    out = root / f"tiny-{recipe.key()}"
+    out = root / f"tiny-{recipe.task_name()}-{recipe.key()}"
     if (out / "two_grpo_recipe.json").exists():
         return out
     if quiet:
@@ -167,7 +209,7 @@ def ensure_built(cache_dir: str = "", recipe: TinyRecipe | None = None, quiet: b
 
     t0 = time.time()
     with Progress(
-        TextColumn("building builtin:tiny (one time)"),
+        TextColumn(f"building builtin:tiny for {recipe.task_name()} (one time)"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} SFT steps"),
         TimeRemainingColumn(),

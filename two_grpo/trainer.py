@@ -31,6 +31,7 @@ from two_grpo.data_gate import gate_train_set
 from two_grpo.dist import init_dist
 from two_grpo.evaluate import OUTCOMES_FILE, Evaluator, load_benchmarks
 from two_grpo.final_model import save_final
+from two_grpo.format_split import format_counts, format_metrics
 from two_grpo.guards import NonFiniteGuard, Preempted, PreemptionFlag, ZeroSignalGuard, check_reward_failures
 from two_grpo.learner import make_learner
 from two_grpo.lora import apply_lora, is_lora, trainable_summary
@@ -147,7 +148,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         torch.set_num_threads(cfg.learner.threads)
     seed_everything(cfg.seed)
     plan_lines = memory_plan_lines(cfg)  # refuses (ConfigError) a plan that exceeds the GPU, before any load
-    model_path = resolve_model_path(cfg.model)
+    model_path = resolve_model_path(cfg.model, task=cfg.task)
     hf_config = read_model_config(model_path, cfg.model.trust_remote_code)  # config.json only: no weights yet
     cfg = fit_prompt_tokens(cfg, hf_config)  # rollout.max_prompt_tokens=0 -> positions - longest response
     check_positions(cfg, hf_config)
@@ -213,6 +214,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         else:
             with timers.phase("eval"):
                 eval_start = evaluator.run(engine, budget, timers)
+                eval_start.update(difficulty_profile(cfg, engine, scorer, train_set, run_dir, "start", dist))
             rollout_batch = 0
         saved_step = resume_from.step if resume_from is not None else -1
 
@@ -248,6 +250,8 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
             )
         with timers.phase("eval"):
             eval_end = evaluator.run(engine, budget, timers)
+            if cfg.eval.difficulty_at_end:
+                eval_end.update(difficulty_profile(cfg, engine, scorer, train_set, run_dir, "end", dist))
         save_final(final_weights(learner, dist), model, tokenizer, model_path, run_dir, dist.is_main)
         summary = make_summary(history, eval_start, eval_end, budget, timers, sampler.epochs_done, learner)
         summary.update(mr.memory_summary(dist))
@@ -336,6 +340,10 @@ def rollout_step(
     shared.update(
         peer_metrics(rollouts, timers.since_log["rollout"], budget.tokens, time.time() - budget.t_start, dist)
     )
+    fmt = format_counts(scorer.task, [r.text for r in rollouts], [r.reward for r in rollouts])
+    if fmt is not None and dist.active:  # sums over ranks: the whole rollout batch's shares
+        fmt = tuple(dist.all_reduce([float(x) for x in fmt]))  # type: ignore[assignment]
+    shared.update(format_metrics(fmt, "rollout", "format_ok_frac"))
     keep = [r for r, z in zip(rollouts, zero_var.tolist()) if not (cfg.algo.drop_zero_var_groups and z)]
     minibatches = split_groups(keep, derived.updates_per_rollout_batch)
     batches = [collate(mb, engine.pad_id) if mb else None for mb in minibatches]
@@ -382,6 +390,22 @@ def rollout_step(
     if zero_signal is not None:  # on global metrics: every rank warns or stops together
         zero_signal.observe(rollout_batch, shared["rollout/zero_var_group_frac"], shared["rollout/reward_mean"])
     return lines
+
+
+def difficulty_profile(cfg: TrainConfig, engine, scorer, train_set, run_dir: Path, tag: str, dist) -> dict[str, float]:
+    """`eval.difficulty_prompts` training prompts x `eval.difficulty_samples` at the training temperature: writes
+    difficulty_<tag>.json (+ .png), prints one line, returns `difficulty/frac_mixed` and `difficulty/mean_p`."""
+    from two_grpo import difficulty
+
+    if cfg.eval.difficulty_prompts <= 0 or cfg.eval.prompts <= 0:  # eval.prompts=0 turns every eval off
+        return {}
+    prompts = difficulty.pick_prompts(train_set, cfg.eval.difficulty_prompts)
+    k, temp = cfg.eval.difficulty_samples, cfg.rollout.temperature
+    prof = difficulty.measure(engine, scorer, prompts, k, temp, cfg.rollout.max_response_tokens, cfg.seed + 29)
+    if dist.is_main:
+        difficulty.write(run_dir, tag, prof)
+        print(difficulty.summary_line(tag, prof), flush=True)
+    return {"difficulty/frac_mixed": prof["frac_mixed"], "difficulty/mean_p": prof["mean_solve_rate"]}
 
 
 def make_summary(

@@ -119,7 +119,7 @@ def test_math_task_from_jsonl_and_parquet(tmp_path, tiny_model_dir):
     rows_out = read_metrics(run_dir)
     assert rows_out[-1]["rollout/reward_timeouts"] == 0 and rows_out[-1]["rollout/reward_errors"] == 0
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert "eval/math/mean@1 (end)" in summary
+    assert "eval/math/mean@4 (end)" in summary
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ TASK_ATTRS = ("name", "score_fn", "sandboxed", "train_prompts", "eval_prompts")
 
 
 def make_task(cfg: TaskConfig, tokenizer: Any) -> Task:
-    if cfg.module or cfg.name not in ("toy_arith", "math"):
+    if cfg.module or cfg.name not in ("toy_arith", "math", "reasoning_gym"):
         from two_grpo.tasks.plugins import load_task_class
 
         cls = load_task_class(cfg.module, cfg.name)
@@ -29,6 +29,10 @@ def make_task(cfg: TaskConfig, tokenizer: Any) -> Task:
         from two_grpo.tasks.toy_arith import ToyArithTask
 
         return ToyArithTask(cfg.arith)
+    if cfg.name == "reasoning_gym":
+        from two_grpo.tasks.reasoning_gym_task import ReasoningGymTask
+
+        return ReasoningGymTask(cfg.rg)
     from two_grpo.tasks.math_task import MathTask
 
     return MathTask(cfg.data, tokenizer)

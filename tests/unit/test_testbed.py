@@ -1,0 +1,147 @@
+"""The testbed (issue 14 part 1): problem shapes, OOD split, format vs correctness, difficulty profile, model key."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+
+from two_grpo.batch import Prompt, Rollout
+from two_grpo.config import ArithConfig, EvalConfig, TaskConfig
+from two_grpo.difficulty import from_counts, pick_prompts, summary_line, write
+from two_grpo.format_split import format_counts, format_metrics
+from two_grpo.tasks.toy_arith import ToyArithTask, format_ok, make_problem
+
+
+def _operands(q: str) -> list[str]:
+    return [t for t in re.split(r"[+\-*=]", q) if t]
+
+
+def test_problems_are_correct_and_span_the_shapes():
+    cfg = ArithConfig(max_digits=3, chain_frac=0.3)
+    rng = random.Random(0)
+    probs = [make_problem(rng, cfg) for _ in range(3000)]
+    lengths = {len(t) for q, _ in probs for t in _operands(q)}
+    assert lengths == {1, 2, 3}
+    for q, a in probs:
+        assert eval(q[:-1]) == int(a), q  # the gold answer is the value of the expression
+        if "*" in q:
+            assert len(_operands(q)[1]) == 1  # mul_max_digits=1
+    ops = {("*" if "*" in q else "chain" if len(_operands(q)) == 3 else "+-") for q, _ in probs}
+    assert ops == {"*", "chain", "+-"}
+    chains = sum(len(_operands(q)) == 3 for q, _ in probs)
+    plus_minus = sum("*" not in q for q, _ in probs)
+    assert 0.25 < chains / plus_minus < 0.35
+
+
+def test_range_mode_keeps_the_old_operands():
+    cfg = ArithConfig(max_digits=0, min_operand=0, max_operand=9, operators="+")
+    rng = random.Random(1)
+    assert all(0 <= int(t) <= 9 for _ in range(200) for t in _operands(make_problem(rng, cfg)[0]))
+
+
+def test_splits_are_disjoint_and_ood_has_longer_operands():
+    task = ToyArithTask(ArithConfig(train_prompts=500, eval_prompts=64, ood_eval_prompts=32))
+    train = {p.question for p in task.train_prompts()}
+    held = {p.question for p in task.eval_prompts(64)}
+    ood = task.extra_eval_splits()["toy_arith_ood"]
+    assert len(ood) == 32 and not (train & held) and not (train & {p.question for p in ood})
+    assert max(len(t) for p in ood for t in _operands(p.question)) == 3  # training operands have 1-2 digits
+    assert max(len(t) for p in task.train_prompts() for t in _operands(p.question)) == 2
+    assert min(len(_operands(p.question)[0]) for p in ood) >= 2  # every first operand got one more digit
+    assert not ToyArithTask(ArithConfig(train_prompts=10, ood_eval_prompts=0)).extra_eval_splits()
+    sft = task.sft_pairs(2000, seed=0)
+    assert not {q for q, _ in sft} & (held | {p.question for p in ood})
+
+
+@pytest.mark.parametrize(
+    "text, ok", [("46", True), (" -7 ", True), ("46 46", False), ("", False), ("4a", False), ("1" * 70, False)]
+)
+def test_format_ok(text, ok):
+    assert format_ok(text) is ok
+
+
+def test_format_split_is_hand_checked():
+    task = ToyArithTask(ArithConfig(train_prompts=1, eval_prompts=1, ood_eval_prompts=0))
+    counts = format_counts(task, ["1", "x", "2", "3"], [1.0, 0.0, 0.0, 1.0])
+    assert counts == (4, 3, 2)
+    m = format_metrics(counts, "rollout", "format_ok_frac")
+    assert m == {"rollout/format_ok_frac": 0.75, "rollout/correct_given_format": pytest.approx(2 / 3)}
+    assert format_metrics((2, 0, 0), "eval/x", "format_ok") == {
+        "eval/x/format_ok": 0.0,
+        "eval/x/correct_given_format": 0.0,
+    }
+    assert format_counts(object(), ["1"], [1.0]) is None  # a task without format_ok: no split
+
+
+def test_difficulty_profile_schema_and_numbers(tmp_path):
+    prof = from_counts([5, 6, 7, 8], [0, 4, 8, 1], k=8)
+    assert prof["solve_rates"] == [0.0, 0.5, 1.0, 0.125]
+    assert prof["frac_mixed"] == 0.5  # 0.5 and 0.125 lie in (0.05, 0.95)
+    assert prof["histogram"]["counts"] == [1, 1, 0, 0, 0, 1, 0, 0, 0, 1]
+    assert len(prof["histogram"]["bins"]) == 11 and prof["k"] == 8 and prof["correct"] == [0, 4, 8, 1]
+    path = write(tmp_path, "start", prof)
+    assert json.loads(path.read_text())["prompt_ids"] == [5, 6, 7, 8]
+    assert (tmp_path / "difficulty_start.png").is_file()
+    assert "50% mixed" in summary_line("start", prof)
+
+
+def test_difficulty_subset_is_fixed_by_the_training_set():
+    train = [Prompt(prompt_id=i, text=str(i), answer=str(i)) for i in range(100)]
+    a = pick_prompts(train, 10)
+    random.seed(99)  # the run seed does not move the subset
+    assert [p.prompt_id for p in pick_prompts(train, 10)] == [p.prompt_id for p in a]
+    assert len({p.prompt_id for p in a}) == 10 and pick_prompts(train[:5], 10) == train[:5]
+
+
+class _EchoEngine:
+    """Answers every prompt with the texts in `answers[prompt.text]` (k of them)."""
+
+    name, pad_id = "echo", 0
+
+    def __init__(self, answers):
+        self.answers = answers
+
+    def generate(self, prompts, group_ids, sampling):
+        return [
+            Rollout(group_id=g, prompt_id=p.prompt_id, prompt_token_ids=[], token_ids=[1], text=t, finish_reason="stop")
+            for p, g in zip(prompts, group_ids)
+            for t in self.answers[p.text][: sampling.n]
+        ]
+
+
+def test_eval_reports_format_split_and_ood_beside_the_held_out_split(compose):
+    from two_grpo.difficulty import measure
+    from two_grpo.evaluate import evaluate_suite, load_benchmarks
+    from two_grpo.rewards import RewardScorer
+
+    cfg = compose(["task.arith.eval_prompts=4", "task.arith.ood_eval_prompts=3", "eval.samples_per_prompt=2"])
+    task = ToyArithTask(cfg.task.arith)
+    scorer = RewardScorer(task, 1.0, 1)
+    suite = load_benchmarks(cfg, None, task, scorer)
+    assert [b.name for b in suite] == ["toy_arith", "toy_arith_ood"]
+    answers = {p.text: [p.answer, "oops"] for b in suite for p in b.prompts}  # one right, one malformed each
+    out = evaluate_suite(_EchoEngine(answers), suite, cfg, seed=0)
+    for name in ("toy_arith", "toy_arith_ood"):
+        assert out[f"eval/{name}/mean@2"] == 0.5
+        assert out[f"eval/{name}/format_ok"] == 0.5 and out[f"eval/{name}/correct_given_format"] == 1.0
+    assert "eval/avg/mean@2" not in out  # the OOD split is reported beside, not averaged in
+    train = task.train_prompts()[:6]
+    prof = measure(_EchoEngine({p.text: [p.answer, p.answer, "x", "x"] for p in train}), scorer, train, 4, 1.0, 8, 0)
+    assert prof["correct"] == [2] * 6 and prof["frac_mixed"] == 1.0
+    assert EvalConfig().difficulty_prompts == 0
+
+
+def test_model_key_follows_the_task_shapes_only():
+    from two_grpo.config import RGConfig
+    from two_grpo.tiny_model import TinyRecipe, recipe_for
+
+    assert recipe_for(None) == recipe_for(TaskConfig()) == TinyRecipe()
+    assert recipe_for(TaskConfig(arith=ArithConfig(train_prompts=128, partial_credit=True))) == TinyRecipe()
+    wider = recipe_for(TaskConfig(arith=ArithConfig(max_digits=4)))
+    assert wider.key() != TinyRecipe().key() and wider.task_name() == "toy_arith"
+    rg = recipe_for(TaskConfig(name="reasoning_gym", rg=RGConfig(dataset="basic_arithmetic")))
+    assert rg.task_name() == "reasoning_gym" and rg.key() != TinyRecipe().key()
+    assert recipe_for(TaskConfig(name="math")) == TinyRecipe()  # no gold generator: the default warm start
