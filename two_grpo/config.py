@@ -49,12 +49,12 @@ class ArithConfig:
     """The built-in arithmetic task (tasks/toy_arith.py)."""
 
     min_digits: int = 1  # operand lengths in digits, drawn uniformly per operand (carries/borrows vary)
-    max_digits: int = 2  # 0 = draw operands from min_operand..max_operand instead
+    max_digits: int = 0  # 0 = draw operands from min_operand..max_operand instead
     min_operand: int = 0  # range mode only (max_digits=0)
     max_operand: int = 99  # range mode only (max_digits=0)
-    operators: str = "+-*"  # any of "+-*"
+    operators: str = "+-"  # any of "+-*"
     mul_max_digits: int = 1  # the second factor of `*` has at most this many digits
-    chain_frac: float = 0.25  # share of +/- problems with a third term (`a+b-c`)
+    chain_frac: float = 0.0  # share of +/- problems with a third term (`a+b-c`)
     train_prompts: int = 20000
     eval_prompts: int = 256
     ood_eval_prompts: int = 128  # out-of-distribution split `<task>_ood`; 0 = off

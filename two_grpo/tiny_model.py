@@ -40,8 +40,12 @@ class TinyRecipe:
     sft_lr: float = 3e-3
     task: str = ""  # the warm-start task (`task_spec`); "" = the default arithmetic task
     restate_frac: float = 0.0  # share of SFT answers followed by a restatement (" 46 46") the exact checker rejects
+    # SFT target of each answer digit: (1 - s) on the right digit + s spread over the 10 digits. The model learns
+    # the right answer as its most likely one but samples wrong digits at temperature 1; RL's first gain is to
+    # sharpen onto its own best answer (correctness under sampling; format stays right: a digit is a digit).
+    digit_smoothing: float = 0.35
     seed: int = 0
-    version: int = 3
+    version: int = 4
 
     def task_name(self) -> str:
         return json.loads(self.task)["name"] if self.task else "toy_arith"
@@ -118,6 +122,18 @@ def sft_pairs_for(spec: str, n: int, seed: int) -> list[tuple[str, str]]:
     return make_task(cfg, None).sft_pairs(n, seed)
 
 
+def digit_smoothed_nll(logits, targets, digits, smoothing: float):
+    """Per-position loss [B, T]: cross-entropy, where the target is a digit against (1 - s) one-hot + s uniform
+    over the 10 digits (logits [B, T, V], targets [B, T], digits [10] token ids)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [B, T]
+    if smoothing <= 0:
+        return nll
+    is_digit = torch.isin(targets, digits)  # [B, T]
+    spread = -logp[..., digits].mean(-1)  # [B, T]: cross-entropy against uniform digits
+    return torch.where(is_digit, (1 - smoothing) * nll + smoothing * spread, nll)
+
+
 def _sft(model, tokenizer, recipe: TinyRecipe, progress: Callable[[int, int], None] | None) -> None:
     """Teacher-forced training on `prompt` -> `answer</s>`, loss on the answer tokens only, on fresh task data
     (never an eval question). Short on purpose: the model solves easy shapes, guesses on hard ones."""
@@ -125,6 +141,7 @@ def _sft(model, tokenizer, recipe: TinyRecipe, progress: Callable[[int, int], No
     rng = random.Random(recipe.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.sft_lr, weight_decay=0.0)
     eos = tokenizer.eos_token_id
+    digits = torch.tensor(tokenizer.convert_tokens_to_ids(list("0123456789")))
     model.train()
     for step in range(recipe.sft_steps):
         rows, masks = [], []
@@ -139,7 +156,7 @@ def _sft(model, tokenizer, recipe: TinyRecipe, progress: Callable[[int, int], No
         mask = torch.tensor([m + [0] * (length - len(m)) for m in masks], dtype=torch.float32)
         attn = (torch.arange(length)[None, :] < torch.tensor([len(r) for r in rows])[:, None]).long()
         logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        nll = digit_smoothed_nll(logits, ids[:, 1:], digits, recipe.digit_smoothing)
         loss = (nll * mask[:, 1:]).sum() / mask[:, 1:].sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -20,7 +20,7 @@ def _operands(q: str) -> list[str]:
 
 
 def test_problems_are_correct_and_span_the_shapes():
-    cfg = ArithConfig(max_digits=3, chain_frac=0.3)
+    cfg = ArithConfig(max_digits=3, operators="+-*", chain_frac=0.3)
     rng = random.Random(0)
     probs = [make_problem(rng, cfg) for _ in range(3000)]
     lengths = {len(t) for q, _ in probs for t in _operands(q)}
@@ -48,7 +48,7 @@ def test_splits_are_disjoint_and_ood_has_longer_operands():
     held = {p.question for p in task.eval_prompts(64)}
     ood = task.extra_eval_splits()["toy_arith_ood"]
     assert len(ood) == 32 and not (train & held) and not (train & {p.question for p in ood})
-    assert max(len(t) for p in ood for t in _operands(p.question)) == 3  # training operands have 1-2 digits
+    assert max(len(t) for p in ood for t in _operands(p.question)) == 3  # training operands 0-99: 1-2 digits
     assert max(len(t) for p in task.train_prompts() for t in _operands(p.question)) == 2
     assert min(len(_operands(p.question)[0]) for p in ood) >= 2  # every first operand got one more digit
     assert not ToyArithTask(ArithConfig(train_prompts=10, ood_eval_prompts=0)).extra_eval_splits()

@@ -44,7 +44,10 @@ def partial_score(gold: str, completion: str) -> float:
 
 
 def _operand(rng: random.Random, cfg: ArithConfig, extra_digits: int, max_digits: int = 0) -> int:
-    if cfg.max_digits <= 0:
+    if cfg.max_digits <= 0:  # range mode; OOD operands have `extra_digits` more digits than max_operand
+        if extra_digits:
+            d = len(str(cfg.max_operand)) + extra_digits
+            return rng.randint(10 ** (d - 1), 10**d - 1)
         return rng.randint(cfg.min_operand, cfg.max_operand)
     hi = min(cfg.max_digits, max_digits) if max_digits else cfg.max_digits
     d = rng.randint(min(cfg.min_digits, hi), hi) + extra_digits
