@@ -126,7 +126,12 @@ def model_config(cfg: TrainConfig) -> Any:
         return Qwen2Config(vocab_size=128, **{k: getattr(recipe, k) for k in keys if hasattr(recipe, k)})
     local = os.path.expanduser(path)
     if os.path.isfile(os.path.join(local, "config.json")):
-        return AutoConfig.from_pretrained(local, trust_remote_code=cfg.model.trust_remote_code)
+        try:
+            return AutoConfig.from_pretrained(local, trust_remote_code=cfg.model.trust_remote_code)
+        except Exception as exc:  # a config transformers cannot read: the loader says why, in its own words
+            raise ConfigError(
+                f"memory plan: {local}/config.json is not a config transformers can read ({exc})"
+            ) from exc
     if path in KNOWN_CONFIGS:
         return Qwen2Config(**KNOWN_CONFIGS[path])
     try:

@@ -128,12 +128,15 @@ class Budget:
         }
 
 
-def memory_plan_lines(cfg: TrainConfig) -> list[str]:
-    """The run's memory plan (two_grpo/memory_plan.py); on CUDA a plan over the device's memory stops the run."""
+def memory_plan_lines(cfg: TrainConfig, model_path: str) -> list[str]:
+    """The run's memory plan (two_grpo/memory_plan.py) from the resolved model's config; on CUDA a plan over the
+    device's memory stops the run."""
+    from dataclasses import replace
+
     from two_grpo.memory_plan import check_plan, make_plan
 
     try:
-        plan = make_plan(cfg)
+        plan = make_plan(replace(cfg, model=replace(cfg.model, path=model_path)))
     except ConfigError as exc:  # a hub model not downloaded yet: no config to plan from
         return [f"memory plan skipped: {exc}"]
     check_plan(plan, torch.cuda.is_available(), cfg.plan.enforce)
@@ -147,8 +150,8 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.learner.threads > 0:
         torch.set_num_threads(cfg.learner.threads)
     seed_everything(cfg.seed)
-    plan_lines = memory_plan_lines(cfg)  # refuses (ConfigError) a plan that exceeds the GPU, before any load
-    model_path = resolve_model_path(cfg.model, task=cfg.task)
+    model_path = resolve_model_path(cfg.model, task=cfg.task)  # checks the folder; builds builtin:tiny if needed
+    plan_lines = memory_plan_lines(cfg, model_path)  # refuses (ConfigError) a plan over the GPU, before any load
     hf_config = read_model_config(model_path, cfg.model.trust_remote_code)  # config.json only: no weights yet
     cfg = fit_prompt_tokens(cfg, hf_config)  # rollout.max_prompt_tokens=0 -> positions - longest response
     check_positions(cfg, hf_config)

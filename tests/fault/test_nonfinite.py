@@ -20,6 +20,7 @@ class FakeBatch:
     """What TorchLearner.train_minibatch reads from a mini-batch."""
 
     n_tokens = 3.0
+    input_ids = torch.zeros(3, 2, dtype=torch.long)  # on the CPU: the learner's device move keeps the batch as is
 
     def __len__(self):
         return 3
@@ -42,7 +43,7 @@ def test_non_finite_loss_skips_the_update(monkeypatch, poison):
     learner = _learner()
     scale = {"v": 1.0}
 
-    def loss_fn(model, micro, algo, temperature, n_tok, n_seq):
+    def loss_fn(model, micro, algo, temperature, n_tok, n_seq, *chunking):
         loss = model(torch.ones(3, 4)).sum() * scale["v"]
         return loss, {"loss/policy": float(loss.detach())}
 

@@ -22,8 +22,10 @@ def micro_batches(
     (k x longest row); a row longer than `max_tokens` goes alone. `whole_groups`: a group's rows always share
     a micro-batch (both rows of a pair, for algo.loss=pairwise); a group larger than the limits goes alone."""
     n = len(batch)
-    lengths = batch.attention_mask.sum(dim=1).clamp(min=2)  # [R]; select() trims to >= 2 columns
     reorder = sort_by_length and (n > rows or max_tokens > 0)
+    if not (reorder or max_tokens > 0 or whole_groups):  # consecutive rows: the reference split
+        return [(idx, batch.select(idx)) for idx in (torch.arange(i, min(i + rows, n)) for i in range(0, n, rows))]
+    lengths = batch.attention_mask.sum(dim=1).clamp(min=2)  # [R]; select() trims to >= 2 columns
     if whole_groups:
         units = group_units(batch, lengths, reorder)
     else:
