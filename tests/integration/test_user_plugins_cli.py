@@ -222,4 +222,6 @@ def test_a_task_installed_from_examples_trains(tmp_path, tiny_model_dir):
     assert "data gate: 54 training prompts" in m.stdout  # 60 problems, every 10th held out
     unknown = run_cli(["train", "task.name=doublin", *fast(tiny_model_dir)], tmp_path, [str(target)])
     assert unknown.returncode == 2
-    assert "task.name='doublin' is not allowed; choose one of: toy_arith, math, doubling" in unknown.stderr
+    assert (
+        "task.name='doublin' is not allowed; choose one of: toy_arith, math, reasoning_gym, doubling" in unknown.stderr
+    )

@@ -31,8 +31,9 @@ class FakeScorer:
 
 
 def suite(n=5):
-    return [SimpleNamespace(name="arith", prompts=[Prompt(prompt_id=10 + i, text="q", answer="a") for i in range(n)],
-                            scorer=FakeScorer())]  # fmt: skip
+    from two_grpo.evaluate import Benchmark
+
+    return [Benchmark("arith", [Prompt(prompt_id=10 + i, text="q", answer="a") for i in range(n)], FakeScorer())]
 
 
 def test_outcomes_hold_each_prompts_k_rewards_and_agree_with_mean_at_k():

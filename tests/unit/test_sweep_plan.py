@@ -77,17 +77,19 @@ def _settings(cfg):
 @pytest.mark.parametrize("scale", ["paper", "cpu"])
 def test_critique_changes_only_the_advantage_and_then_only_g(scale, compose):
     members = {m.name: compose(m.overrides) for m in members_of("critique", preset=[f"scale={scale}"])}
-    assert list(members) == ["sign2", "groupstd2", "batchstd2", "drgrpo2", "grpo16_same"]
+    assert list(members) == ["sign2", "groupstd2", "batchstd2", "drgrpo2", "pairwise2", "grpo16_same"]
     sign = members["sign2"]
     assert sign.group_size == 2
     if scale == "paper":  # 2-GRPO's setting
         assert (sign.prompts_per_minibatch, sign.lr) == (256, 8e-6)
     else:  # sweep_cpu's 16-GRPO (8 prompts, 1e-4) x 8 prompts and x 8 lr
         assert (sign.prompts_per_minibatch, sign.prompts_per_rollout, sign.lr) == (64, 64, 8e-4)
-    for name in ("groupstd2", "batchstd2", "drgrpo2"):
+    for name in ("groupstd2", "batchstd2", "drgrpo2", "pairwise2"):
         other = members[name]
         assert _settings(other) == _settings(sign) and other.algo != sign.algo
         assert (other.algo.clip_low, other.algo.loss_agg) == (sign.algo.clip_low, sign.algo.loss_agg)
+    pair = members["pairwise2"].algo  # the DPO form: the sign advantage orders each pair, only the loss differs
+    assert (pair.loss, pair.advantage) == ("pairwise", "sign") and sign.algo.loss == "grpo"
     assert members["batchstd2"].algo.batch_std_of == "rewards" and members["groupstd2"].algo.adv_std == "sample"
     g16 = members["grpo16_same"]
     g16.group_size = 2
