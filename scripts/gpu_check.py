@@ -35,20 +35,16 @@ TIMEOUTS_S = {"tests": 200, "step": 130}  # 200 + 2 x 130 = 460 s < 8 minutes
 
 
 def qwen25_math_1p5b_config() -> Any:
-    """Qwen2.5-Math-1.5B's architecture (its config.json), for a randomly initialised model."""
+    """Qwen2.5-Math-1.5B's architecture (the memory plan's copy of its config.json), for a randomly initialised
+    model; the fields the plan does not need are those of the hub config."""
     from transformers import Qwen2Config
 
+    from two_grpo.memory_plan import KNOWN_CONFIGS
+
     return Qwen2Config(
-        vocab_size=151936,
-        hidden_size=1536,
-        num_hidden_layers=28,
-        num_attention_heads=12,
-        num_key_value_heads=2,
-        intermediate_size=8960,
+        **KNOWN_CONFIGS["Qwen/Qwen2.5-Math-1.5B"],
         hidden_act="silu",
         rms_norm_eps=1e-6,
-        tie_word_embeddings=True,
-        max_position_embeddings=4096,
         rope_theta=10000.0,
         use_sliding_window=False,
         bos_token_id=151643,
