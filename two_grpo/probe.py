@@ -132,11 +132,10 @@ def recommend(rows: list[GroupSizeRow]) -> int:
 def check_against_run(run_dir: Path, rows: list[GroupSizeRow], batches: int) -> dict[str, float]:
     """Observed zero-variance fraction over a run's first `batches` rollout batches vs the probe's prediction at
     the run's group size; z = difference / combined standard error (binomial over the run's groups)."""
-    cfg_text = (run_dir / "config.yaml").read_text()
-    group_size = int(next(line.split(":", 1)[1] for line in cfg_text.splitlines() if line.startswith("group_size:")))
-    prompts = int(
-        next(line.split(":", 1)[1] for line in cfg_text.splitlines() if line.startswith("prompts_per_rollout:"))
-    )
+    from two_grpo.resume import load_saved_config
+
+    saved = load_saved_config(run_dir)
+    group_size, prompts = saved.group_size, saved.prompts_per_rollout
     seen: dict[int, float] = {}
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         m = json.loads(line)
