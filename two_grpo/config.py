@@ -158,6 +158,12 @@ class LearnerConfig:
     zero3_persistence_threshold: int = 100_000  # ZeRO-3: parameters with fewer elements stay unpartitioned
     sort_by_length: bool = True  # micro-batches of rows with similar lengths (less padding); same gradient
     skip_onpolicy_logprob: bool = True  # no old-logprob pass for a rollout batch's first (on-policy) mini-batch
+    # issue 17 (torch learner): padding-free micro-batches, a compiled forward/backward, the AdamW kernel
+    padding_free: bool = False  # pack a micro-batch's rows end to end (position_ids restart per row); same gradient
+    pack_tokens: int = 0  # padding_free: at most this many tokens per packed sequence; 0 = all rows in one
+    compile: bool = False  # torch.compile each decoder layer (forward + backward); inductor cache in the project cache
+    compile_pad_multiple: int = 32  # compile: pad a micro-batch's length up to a multiple of this (fewer shapes)
+    adamw_impl: str = "default"  # default (torch picks: for-loop on CPU, foreach on CUDA) | for_loop | foreach | fused
 
 
 @dataclass
@@ -312,6 +318,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "rollout.backend": ("auto", "hf", "vllm"),
     "rollout.dtype": ("auto", "float32", "bfloat16", "float16"),
     "learner.backend": ("torch", "deepspeed"),
+    "learner.adamw_impl": ("default", "for_loop", "foreach", "fused"),
     "algo.advantage": ("grpo", "dr_grpo", "batch_std", "sign", "rloo"),
     "algo.adv_std": ("population", "sample"),
     "algo.batch_std_of": ("rewards", "centered"),
@@ -507,6 +514,14 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"eval.difficulty_prompts={cfg.eval.difficulty_prompts} must be >= 0 (0 = off) and "
             f"eval.difficulty_samples={cfg.eval.difficulty_samples} >= 1"
+        )
+    fast = [k for k in ("padding_free", "compile") if getattr(lc, k)] + (["adamw_impl"] * (lc.adamw_impl != "default"))
+    if fast and lc.backend != "torch":
+        raise ConfigError(f"learner.{fast[0]} needs learner.backend=torch (learner=torch); unset it for DeepSpeed")
+    if lc.pack_tokens < 0 or lc.compile_pad_multiple < 1:
+        raise ConfigError(
+            f"learner.pack_tokens={lc.pack_tokens} must be >= 0 (0 = one packed sequence) and "
+            f"learner.compile_pad_multiple={lc.compile_pad_multiple} >= 1"
         )
     validate_plugins(cfg)
     validate_loss_and_diagnostics(cfg)

@@ -128,7 +128,9 @@ def matmul_peak(
                 a @ b
             sync()
             rates.append(2 * m * k * n * loops / (time.perf_counter() - t0))
-        rows.append({"m": m, "k": k, "n": n, "median_flops_per_s": statistics.median(rates), "max_flops_per_s": max(rates)})
+        rows.append(
+            {"m": m, "k": k, "n": n, "median_flops_per_s": statistics.median(rates), "max_flops_per_s": max(rates)}
+        )
     return {"shapes": rows, "peak_flops_per_s": max(r["median_flops_per_s"] for r in rows)}
 
 

@@ -24,6 +24,8 @@ def forward_logprobs(
     with_entropy: bool = False,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     entropy_grad: bool = False,
+    pack_tokens: int | None = None,
+    pad_multiple: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs [B, L-1] of the batch's own next tokens (and entropy [B, L-1] if asked).
 
@@ -31,10 +33,27 @@ def forward_logprobs(
     once; the output head runs on the response positions' hidden states, `chunk_tokens` at a time (0: one
     chunk), so no [B, L, V] logits exist. `chunk_tokens` < 0 is the legacy reference: full logits at every
     position (also used for models without a separable body and head). `entropy_grad`: entropy with gradient
-    (entropy bonus in the loss); otherwise it is a no-grad metric."""
+    (entropy bonus in the loss); otherwise it is a no-grad metric. `pack_tokens` not None: padding-free, the
+    rows packed into sequences of at most `pack_tokens` tokens (0: one sequence; learner/packing.py).
+    `pad_multiple` > 1: the model's input length is padded up to a multiple of it (learner.compile: fewer shapes)."""
     split = None if chunk_tokens < 0 else _body_and_head(model)
+    packed, inputs = None, {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+    if pack_tokens is not None:
+        from two_grpo.learner.packing import pack
+
+        packed = pack(batch.input_ids, batch.attention_mask, pack_tokens, multiple=pad_multiple)
+        inputs = {"input_ids": packed.input_ids, "position_ids": packed.position_ids, "attention_mask": None}
+    elif pad_multiple > 1:
+        inputs = {k: _pad_columns(v, pad_multiple) for k, v in inputs.items()}
     if split is None:
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+        logits = model(**inputs, use_cache=False).logits
+        if packed is None:
+            logits = logits[:, : batch.input_ids.shape[1]]  # drop pad_multiple's extra columns
+        else:  # back to the padded layout [R, L, V]; positions past a row's end are never scored
+            n_rows, length = batch.input_ids.shape
+            cols = torch.arange(length, device=logits.device).expand(n_rows, length)
+            seq, at = packed.index(torch.arange(n_rows, device=logits.device)[:, None].expand(n_rows, length), cols)
+            logits = logits[seq, at.clamp(max=logits.shape[1] - 1)]
         logits = logits[:, :-1]
         logp = token_logprobs(logits, batch.input_ids[:, 1:], temperature)
         if not with_entropy:
@@ -50,10 +69,10 @@ def forward_logprobs(
     captured: list[torch.Tensor] = []
     hook = body.register_forward_hook(lambda _m, _a, out: captured.append(out[0]))
     try:  # the model's own head runs on the last position only (logits_to_keep=1) where the model allows it
-        model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False, **keep_kwargs)
+        model(**inputs, use_cache=False, **keep_kwargs)
     finally:
         hook.remove()
-    hidden = captured[-1][rows, cols]  # [N, H]
+    hidden = captured[-1][rows, cols] if packed is None else captured[-1][packed.index(rows, cols)]  # [N, H]
     labels = batch.input_ids[rows, cols + 1]  # [N]
     logp_n, ent_n = chunked_head_logprobs(
         hidden, labels, head, temperature, chunk_tokens, entropy=with_entropy, entropy_grad=entropy_grad
@@ -62,6 +81,12 @@ def forward_logprobs(
     zeros = torch.zeros(shape, dtype=torch.float32, device=logp_n.device)
     logp = zeros.index_put((rows, cols), logp_n)
     return logp, (zeros.index_put((rows, cols), ent_n) if ent_n is not None else None)
+
+
+def _pad_columns(t: torch.Tensor, multiple: int) -> torch.Tensor:
+    """[R, L] -> [R, L'] with zeros on the right, L' the next multiple of `multiple` (masked out: attention 0)."""
+    extra = -t.shape[1] % multiple
+    return torch.nn.functional.pad(t, (0, extra)) if extra else t
 
 
 def _body_and_head(model: Any) -> tuple[Any, Any, dict[str, int]] | None:
@@ -88,13 +113,17 @@ def micro_batch_loss(
     minibatch_tokens: float,
     minibatch_seqs: float,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    pack_tokens: int | None = None,
+    pad_multiple: int = 1,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss of one micro-batch, normalised by its whole mini-batch (so micro-splits sum to the same loss).
 
-    The entropy is always logged; it carries gradient only when `algo.entropy_coef` > 0."""
+    The entropy is always logged; it carries gradient only when `algo.entropy_coef` > 0. `pack_tokens`: see
+    forward_logprobs (None = the padded layout)."""
     logp, entropy = forward_logprobs(
-        model, micro, temperature, with_entropy=True, chunk_tokens=chunk_tokens, entropy_grad=algo.entropy_coef > 0
-    )
+        model, micro, temperature, with_entropy=True, chunk_tokens=chunk_tokens, entropy_grad=algo.entropy_coef > 0,
+        pack_tokens=pack_tokens, pad_multiple=pad_multiple,
+    )  # fmt: skip
     old = micro.old_logp if micro.old_logp is not None else logp.detach()  # on-policy: ratio == 1
     behav, weight, extra = micro.behav_logp, None, {}
     if behav is not None:  # the engine reported its sampling log-probs (vLLM)

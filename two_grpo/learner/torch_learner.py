@@ -47,9 +47,16 @@ class TorchLearner:
 
             self.noise = GradNoiseProbe(noise.grad_noise_sets, noise.grad_noise_dims, noise.grad_noise_seed, algo)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, weight_decay=cfg.weight_decay
-        )
+        from two_grpo.learner.compiled import adamw, compile_layers
+
+        self.optimizer = adamw(self.params, lr, cfg)
+        # learner/step.py forward options: padding-free packing, lengths padded for a compiled model
+        self.forward_kwargs = {
+            "pack_tokens": cfg.pack_tokens if cfg.padding_free else None,
+            "pad_multiple": cfg.compile_pad_multiple if cfg.compile else 1,
+        }
+        if cfg.compile:
+            compile_layers(model)
         warmup = max(cfg.warmup_steps, 0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -80,8 +87,9 @@ class TorchLearner:
         out = torch.zeros_like(batch.loss_mask)
         for idx, micro in self._micro_batches(batch):
             logp, _ = forward_logprobs(
-                model, self._to_device(micro), self.temperature, chunk_tokens=self.cfg.logits_chunk_tokens
-            )
+                model, self._to_device(micro), self.temperature, chunk_tokens=self.cfg.logits_chunk_tokens,
+                **self.forward_kwargs,
+            )  # fmt: skip
             out[idx, : logp.shape[1]] = logp.float().to(out.device)
         return out
 
@@ -99,7 +107,7 @@ class TorchLearner:
             for _, micro in self._micro_batches(part):
                 loss, metrics = micro_batch_loss(
                     self.model, self._to_device(micro), self.algo, self.temperature, n_tok, n_seq,
-                    self.cfg.logits_chunk_tokens,
+                    self.cfg.logits_chunk_tokens, **self.forward_kwargs,
                 )  # fmt: skip
                 loss.backward()
                 accumulate(sums, metrics)
