@@ -1,4 +1,5 @@
-"""`make bench`: our training step vs TRL's GRPOTrainer at equal work, vs the hardware limit, scaling, 2 vs 16.
+"""`make bench`: our training step vs TRL's GRPOTrainer at equal work, vs the bare-kernel limit and the hardware's
+(roofline), scaling, 2 vs 16.
 
     python scripts/bench.py [--out runs/bench] [--repeats 3] [--threads 1] [--sections compare,limit,...] [--quick]
 
@@ -10,7 +11,10 @@ the per-repeat median step time (first optimizer steps are warm-up and not count
 Sections:
 - compare   ours vs TRL GRPOTrainer vs the limit (bare generation + bare forward/backward/AdamW) per workload
             (--repeats, default 3; the other sections use max(2, repeats - 1) to fit in 15 minutes);
-- opt       before/after of each optimisation (learner.sort_by_length, learner.skip_onpolicy_logprob);
+- roofline  the matmul peak at each workload's own shapes, and the model-FLOP utilisation of ours, TRL and the
+            limit (learner, sampler, whole step) against it; `--sections roofline --quick` alone takes < 2 min;
+- opt       before/after of each optimisation (learner.sort_by_length, learner.skip_onpolicy_logprob, and the
+            off-by-default learner.padding_free, learner.adamw_impl=fused, learner.compile);
 - scaling   step time vs group_size at fixed rollouts per step, and vs rollouts per step at fixed group_size;
 - two_vs_16 paper-shaped 2-GRPO vs 16-GRPO scaled to CPU (same prompts per rollout batch, P/M = 2 vs 16).
 The engine is whatever `rollout.backend` selects (`--engine`, default hf); TRL always uses HF generate (no vLLM).
@@ -120,15 +124,8 @@ def summarize_compare(w: dict[str, Any], reps: dict[str, list[dict[str, Any]]]) 
         }
         learner_key = "learner" if kind == "ours" else "learner+rest"
         res[kind]["learner_tokens_per_s"] = gen_tok / phases[learner_key]
-    lim = reps["limit"]
-    gen = median([median(r["gen_s"]) for r in lim])
-    learn = median([median(r["learn_s"]) for r in lim])
-    res["limit"] = {
-        "gen_s": gen,
-        "learn_s": learn,
-        "sum_s": gen + learn,
-        "gen_tokens_per_step": median([statistics.mean(r["gen_tokens"]) for r in lim]),
-    }
+    res["limit"] = summarize_limit(reps["limit"])
+    gen, learn = res["limit"]["gen_s"], res["limit"]["learn_s"]
     ours = res["ours"]
     # per-token normalisation: the runs' sampled lengths differ a little (different RNG trajectories)
     lim_per_tok = (gen + learn) / res["limit"]["gen_tokens_per_step"]
@@ -142,6 +139,69 @@ def summarize_compare(w: dict[str, Any], reps: dict[str, list[dict[str, Any]]]) 
     return res
 
 
+def summarize_limit(lim: list[dict[str, Any]]) -> dict[str, Any]:
+    gen = median([median(r["gen_s"]) for r in lim])
+    learn = median([median(r["learn_s"]) for r in lim])
+    return {
+        "gen_s": gen,
+        "learn_s": learn,
+        "sum_s": gen + learn,
+        "gen_tokens_per_step": median([statistics.mean(r["gen_tokens"]) for r in lim]),
+        "learner_flops_per_step": median([statistics.mean(r["learner_flops"]) for r in lim]),
+        "sampler_flops_per_step": median([statistics.mean(r["sampler_flops"]) for r in lim]),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ roofline
+def section_roofline(args, log: Path, compare: dict[str, Any] | None) -> dict[str, Any]:
+    """Per workload: the matmul peak at its own shapes (a `peak` job), and the model-FLOP utilisation of each
+    system's learner, sampler and whole step against it. With `compare` results, ours / TRL / the limit;
+    alone (`--sections roofline`), the limit's own runs."""
+    out: dict[str, Any] = {}
+    for name, base in COMPARE.items():
+        if args.workloads and not any(name.startswith(k) for k in args.workloads.split(",")):
+            continue
+        w = workload(base, args)
+        w["learn_rows"] = min(w["micro"], w["P"] * w["G"]) * (w["T"] + 8)  # ~ tokens per learner micro-batch
+        peak = run_job("peak", [w], log)[0]
+        print(f"  roofline {name}: peak measured", flush=True)
+        if compare and name in compare:
+            row = compare[name]
+        else:
+            row = {"limit": summarize_limit([run_job("limit", [w], log)[0] for _ in range(args.repeats)])}
+            print(f"  roofline {name}: limit runs done", flush=True)
+        out[name] = roofline(row, peak)
+    return out
+
+
+def roofline(row: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
+    """Utilisation = model FLOPs per second / peak FLOP/s. Model FLOPs per generated token come from the limit's
+    runs (the same prompts; two_grpo/flops.py) and are applied to each system's own tokens per step."""
+    lim = row["limit"]
+    peak_fps = peak["cpu_fp32"]["peak_flops_per_s"]
+    f_learn = lim["learner_flops_per_step"] / lim["gen_tokens_per_step"]
+    f_sample = lim["sampler_flops_per_step"] / lim["gen_tokens_per_step"]
+    out: dict[str, Any] = {"peak": peak, "peak_flops_per_s": peak_fps, "learner_flops_per_gen_token": f_learn,
+                           "sampler_flops_per_gen_token": f_sample}  # fmt: skip
+    times = {"limit": (lim["gen_s"], lim["learn_s"], lim["sum_s"], lim["gen_tokens_per_step"])}
+    for kind, learner_key in (("ours", "learner"), ("trl", "learner+rest")):
+        if kind in row:
+            x = row[kind]
+            times[kind] = (x["phase_s"]["rollout"], x["phase_s"][learner_key], x["step_s"], x["gen_tokens_per_step"])
+    gen_tok = lim["gen_tokens_per_step"]
+    hw = {"gen_s": f_sample * gen_tok / peak_fps, "learn_s": f_learn * gen_tok / peak_fps}
+    hw["step_s"] = hw["gen_s"] + hw["learn_s"]
+    out["hardware"] = hw
+    for kind, (gen_s, learn_s, step_s, tok) in times.items():
+        out[kind] = {
+            "sampler_util": f_sample * tok / gen_s / peak_fps,
+            "learner_util": f_learn * tok / learn_s / peak_fps,
+            "step_util": (f_sample + f_learn) * tok / step_s / peak_fps,
+            "step_over_hardware": (step_s / tok) / (hw["step_s"] / gen_tok),  # per generated token
+        }
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ optimisations
 OPTS = {
     "learner.sort_by_length": dict(
@@ -151,14 +211,27 @@ OPTS = {
         base=dict(model="builtin:tiny", P=32, M=16, G=4, T=12, micro=256, warmup=2, steps=4),
         flag="learner.skip_onpolicy_logprob",
     ),
+    # issue 17, off by default until measured on a quiet machine (the README's Performance section)
+    "learner.padding_free": dict(
+        base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=16), flag="learner.padding_free"
+    ),
+    "learner.adamw_impl=fused": dict(
+        base=dict(model="@h256l4", P=4, G=8, T=32, micro=256), flag="learner.adamw_impl", values=("default", "fused")
+    ),
+    "learner.compile": dict(  # 2 warm-up steps: the compile (or the inductor cache load) is not timed
+        base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=256, warmup=2), flag="learner.compile"
+    ),
 }
 
 
 def section_opt(args, log: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, spec in OPTS.items():
-        before = workload(spec["base"], args, extra=[f"{spec['flag']}=false"])
-        after = workload(spec["base"], args, extra=[f"{spec['flag']}=true"])
+        if args.opts and not any(name.startswith(k) for k in args.opts.split(",")):
+            continue
+        off, on = spec.get("values", ("false", "true"))
+        before = workload(spec["base"], args, extra=[f"{spec['flag']}={off}"])
+        after = workload(spec["base"], args, extra=[f"{spec['flag']}={on}"])
         reps: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
         for rep in range(other_repeats(args)):
             pair = [("before", before), ("after", after)]
@@ -315,6 +388,43 @@ def markdown(res: dict[str, Any]) -> str:
             cols = " | ".join(f"{100 * s.get(p, 0):.1f}%" for p in ("rollout", "reward", "logprob", "learner", "sync"))
             lines.append(f"| {name} | {cols} | {100 * s['other']:.1f}% |")
         lines.append("")
+    if "roofline" in res:
+        lines += [
+            "### Roofline: model-FLOP utilisation of the measured matmul peak",
+            "",
+            "Peak = the highest median fp32 matmul throughput at the workload's own shapes (its linear layers at the "
+            "learner's and the sampler's rows, and 1024³); model FLOPs from `two_grpo/flops.py` (learner ≈ 6·params·"
+            "tokens, sampler ≈ 2·params·generated tokens, plus attention). Hardware = the step at that peak.",
+            "",
+            "| workload | peak GFLOP/s | system | learner util | sampler util | step util | step / hardware |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, r in res["roofline"].items():
+            hw = r["hardware"]
+            for kind in ("ours", "trl", "limit"):
+                if kind in r:
+                    x = r[kind]
+                    lines.append(
+                        f"| {name} | {r['peak_flops_per_s'] / 1e9:.1f} | {kind} | {100 * x['learner_util']:.1f}% | "
+                        f"{100 * x['sampler_util']:.1f}% | {100 * x['step_util']:.1f}% | "
+                        f"{x['step_over_hardware']:.2f}x |"
+                    )
+            lines.append(
+                f"| {name} | | hardware (gen {fmt(hw['gen_s'])} + learn {fmt(hw['learn_s'])} s) | 100% | 100% | 100% "
+                "| 1.00x |"
+            )
+        lines += ["", "| workload | matmul m×k×n | median GFLOP/s | max GFLOP/s |", "|---|---|---|---|"]
+        for name, r in res["roofline"].items():
+            for x in r["peak"]["cpu_fp32"]["shapes"]:
+                lines.append(
+                    f"| {name} | {x['m']}×{x['k']}×{x['n']} | {x['median_flops_per_s'] / 1e9:.1f} | "
+                    f"{x['max_flops_per_s'] / 1e9:.1f} |"
+                )
+            if "cuda_bf16" in r["peak"]:
+                lines.append(
+                    f"| {name} | CUDA bf16 peak | {r['peak']['cuda_bf16']['peak_flops_per_s'] / 1e12:.1f} T | |"
+                )
+        lines.append("")
     if "opt" in res:
         lines += [
             "### Optimisations, before / after (same run, interleaved)",
@@ -377,9 +487,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=4, help="measured optimizer steps per run (after 1 warm-up)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads, the same for every system")
     ap.add_argument("--engine", default="hf", help="rollout.backend for our runs (TRL uses HF generate)")
-    ap.add_argument("--sections", default="compare,opt,scaling,two_vs_16")
+    ap.add_argument("--sections", default="compare,roofline,opt,scaling,two_vs_16")
     ap.add_argument("--two-vs-16-batches", type=int, default=1, help="measured rollout batches per 2-vs-16 run")
     ap.add_argument("--workloads", default="", help="compare only these workloads (name prefixes: tiny,small)")
+    ap.add_argument("--opts", default="", help="opt section: only these optimisations (name prefixes)")
     ap.add_argument("--no-trl", action="store_true", help="skip TRL (when the bench extra is not installed)")
     ap.add_argument("--quick", action="store_true", help="1 repeat, 2 steps: checks the script, not the numbers")
     args = ap.parse_args(argv)
@@ -399,9 +510,12 @@ def main(argv: list[str] | None = None) -> int:
             print('bench: trl is not installed; `pip install "torch==2.13.0" -e ".[dev,bench]"` or pass --no-trl')
             return 2
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    bad = set(sections) - {"compare", "opt", "scaling", "two_vs_16"}
+    bad = set(sections) - {"compare", "roofline", "opt", "scaling", "two_vs_16"}
     if bad:
-        print(f"bench: unknown section(s) {sorted(bad)}; choose from compare, opt, scaling, two_vs_16", file=sys.stderr)
+        print(
+            f"bench: unknown section(s) {sorted(bad)}; choose from compare, roofline, opt, scaling, two_vs_16",
+            file=sys.stderr,
+        )
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -430,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if "compare" in sections:
         res["compare"] = section_compare(args, log, with_trl)
+    if "roofline" in sections:
+        res["roofline"] = section_roofline(args, log, res.get("compare"))
     if "opt" in sections:
         res["opt"] = section_opt(args, log)
     if "scaling" in sections:

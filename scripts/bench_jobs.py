@@ -1,9 +1,10 @@
-"""Benchmark jobs, one per process: our trainer, TRL's GRPOTrainer, and the hardware limit (bare generation and
-a bare forward/backward/AdamW step over the same kind of rollouts). `scripts/bench.py` starts them.
+"""Benchmark jobs, one per process: our trainer, TRL's GRPOTrainer, the bare-kernel limit (bare generation and a
+bare forward/backward/AdamW step over the same kind of rollouts, with the model FLOPs of both), and the machine's
+matmul peak at the workload's shapes. `scripts/bench.py` starts them.
 
     python scripts/bench_jobs.py JOB_JSON OUT_JSON
 
-A job is {"kind": "ours"|"trl"|"limit", "runs": [workload, ...]}; each workload is a dict with model path, P (prompts
+A job is {"kind": "ours"|"trl"|"limit"|"peak", "runs": [workload, ...]}; each workload is a dict with model path, P (prompts
 per rollout batch), G (group_size), M (prompts per mini-batch), T (max response tokens), steps (measured optimizer
 steps), warmup (optimizer steps not measured), micro (rows per forward/backward), threads, seed, lr. The output is
 one record per workload with per-step times (seconds), tokens per step and phase times. Timing only: nothing here
@@ -247,7 +248,8 @@ def run_limit(w: dict[str, Any]) -> dict[str, Any]:
     engine = make_engine(cfg, model, tok, path)
     opt = torch.optim.AdamW(model.parameters(), lr=w["lr"])
     sampler = PromptSampler(len(train_set), cfg.prompts_per_rollout, cfg.seed)
-    gen_s, learn_s, tokens = [], [], []
+    gen_s, learn_s, tokens, sample_flops, learn_flops = [], [], [], [], []
+    shape = flops_shape(path)
     for step in range(w["warmup"] + w["steps"]):
         prompts = [train_set[i] for i in sampler.next_batch()]
         sampling = train_sampling(cfg, sampling_seed(cfg.seed, step))
@@ -273,8 +275,50 @@ def run_limit(w: dict[str, Any]) -> dict[str, Any]:
         gen_s.append(t1 - t0)
         learn_s.append(t3 - t2)
         tokens.append(sum(len(r.token_ids) for r in rollouts))
+        f_sample, f_learn = rollout_flops(shape, [(len(r.prompt_token_ids), len(r.token_ids)) for r in rollouts])
+        sample_flops.append(f_sample)
+        learn_flops.append(f_learn)
     k = w["warmup"]
-    return {"gen_s": gen_s[k:], "learn_s": learn_s[k:], "gen_tokens": tokens[k:]}
+    return {
+        "gen_s": gen_s[k:],
+        "learn_s": learn_s[k:],
+        "gen_tokens": tokens[k:],
+        "sampler_flops": sample_flops[k:],
+        "learner_flops": learn_flops[k:],
+    }
+
+
+def flops_shape(path: Any):
+    from transformers import AutoConfig
+
+    from two_grpo.flops import Shape
+
+    return Shape.of(AutoConfig.from_pretrained(path))
+
+
+def rollout_flops(shape, pairs):
+    from two_grpo.flops import rollout_flops as count
+
+    return count(shape, pairs)
+
+
+# ----------------------------------------------------------------------------------------------- the peak
+def run_peak(w: dict[str, Any]) -> dict[str, Any]:
+    """The machine's matmul throughput at this workload's own shapes (two_grpo/flops.py matmul_peak): the model's
+    linear layers at the learner's rows per micro-batch (`learn_rows`) and at the sampler's decode rows (P x G),
+    fp32 on the CPU; bf16 on the GPU too when CUDA is available. peak = the highest per-shape median."""
+    import torch
+
+    from two_grpo.flops import matmul_peak, model_matmul_shapes
+    from two_grpo.models import resolve_model_path
+
+    cfg = typed_config(w)
+    shape = flops_shape(resolve_model_path(cfg.model, quiet=True))
+    shapes = sorted(set(model_matmul_shapes(shape, w["learn_rows"]) + model_matmul_shapes(shape, w["P"] * w["G"])))
+    out = {"cpu_fp32": matmul_peak(shapes, repeats=w.get("peak_repeats", 5), min_s=w.get("peak_min_s", 0.2))}
+    if torch.cuda.is_available():
+        out["cuda_bf16"] = matmul_peak(shapes + [(8192, 8192, 8192)], dtype=torch.bfloat16, device="cuda")
+    return out
 
 
 def build_random_qwen2(out_dir: Path, hidden: int, layers: int, seed: int = 0) -> Path:
@@ -314,7 +358,7 @@ def build_random_qwen2(out_dir: Path, hidden: int, layers: int, seed: int = 0) -
     return out_dir
 
 
-KINDS = {"ours": run_ours, "trl": run_trl, "limit": run_limit}
+KINDS = {"ours": run_ours, "trl": run_trl, "limit": run_limit, "peak": run_peak}
 
 
 def main(argv: list[str]) -> int:

@@ -54,3 +54,23 @@ def test_bench_rollout_reports_ratios_to_hf(tmp_path):
     for row in rows.values():
         assert 0 < row["tokens_per_call_mean"] <= 2 * 2 * 4  # prompts x G x max new tokens
         assert row["ratio_vs_hf"] == pytest.approx(row["tokens_per_s"] / rows["hf generate"]["tokens_per_s"])
+
+
+def test_bench_roofline_alone_is_self_consistent(tmp_path):
+    out = tmp_path / "bench"
+    p = run_script(
+        "bench.py", "--quick", "--no-trl", "--workloads", "tiny", "--sections", "roofline", "--out", str(out)
+    )
+    assert "### Roofline" in p.stdout
+    (r,) = json.loads((out / "results.json").read_text())["roofline"].values()
+    peak = r["peak_flops_per_s"]
+    assert peak == max(x["median_flops_per_s"] for x in r["peak"]["cpu_fp32"]["shapes"]) > 1e8
+    lim, hw = r["limit"], r["hardware"]
+    assert hw["step_s"] == pytest.approx(hw["gen_s"] + hw["learn_s"]) and hw["step_s"] > 0
+    assert 0 < lim["learner_util"] < 1 and 0 < lim["sampler_util"] < 1 and 0 < lim["step_util"] < 1
+    # the hardware step is the same FLOPs at the peak: the limit's step is 1 / step_util times slower
+    assert lim["step_over_hardware"] == pytest.approx(1 / lim["step_util"], rel=1e-6)
+    # learner FLOPs per generated token exceed 6 x body params (the prompt tokens are trained on too)
+    # (builtin:tiny: 786,432 matmul weights in its layers); the sampler reads each prompt once too
+    f_learn, f_sample = r["learner_flops_per_gen_token"], r["sampler_flops_per_gen_token"]
+    assert f_learn > 6 * 786_432 and f_learn > f_sample > 2 * 786_432
