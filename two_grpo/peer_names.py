@@ -37,6 +37,8 @@ TRL: dict[str, tuple[str, str]] = {
     "output_dir": ("hydra.run.dir", ""),
     "run_name": ("run_id", ""),
     "logging_steps": ("logger.print_every", ""),
+    "padding_free": ("learner.padding_free", ""),
+    "torch_compile": ("learner.compile", "we compile the decoder layers"),
 }
 
 VERL: dict[str, tuple[str, str]] = {
@@ -64,6 +66,7 @@ VERL: dict[str, tuple[str, str]] = {
     "actor_rollout_ref.model.lora_alpha": ("model.lora.alpha", ""),
     "actor_rollout_ref.model.target_modules": ("model.lora.target_modules", ""),
     "actor_rollout_ref.model.enable_gradient_checkpointing": ("learner.gradient_checkpointing", ""),
+    "actor_rollout_ref.model.use_remove_padding": ("learner.padding_free", ""),
     "trainer.total_training_steps": ("budget.max_steps", ""),
     "trainer.total_epochs": ("budget.max_epochs", ""),
     "trainer.save_freq": ("checkpoint.every_steps", ""),

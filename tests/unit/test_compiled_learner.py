@@ -51,7 +51,8 @@ def test_inductor_cache_goes_to_the_project_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("TWO_GRPO_CACHE", str(tmp_path))
     assert compiled.inductor_cache_dir() == tmp_path / "inductor"
     model = qwen2()
-    assert compiled.compile_layers(model) == 2  # lazy: nothing compiles until the first call
+    layers = compiled.CompiledLayers(model)  # lazy: nothing compiles until the first call
+    assert len(layers) == 2
     import os
 
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
@@ -61,7 +62,7 @@ def test_inductor_cache_goes_to_the_project_cache(monkeypatch, tmp_path):
 
 def test_compile_refuses_a_model_without_layers():
     with pytest.raises(ValueError, match="learner.compile=false"):
-        compiled.compile_layers(torch.nn.Linear(2, 2))
+        compiled.CompiledLayers(torch.nn.Linear(2, 2))
 
 
 @pytest.mark.parametrize("key", ["learner.compile=true", "learner.padding_free=true", "learner.adamw_impl=fused"])
@@ -93,6 +94,11 @@ def test_compiled_learner_equals_eager_and_compiles_once(monkeypatch, tmp_path):
             graphs.append(dynamo_utils.counters["stats"]["unique_graphs"] - base)
         results[comp] = (losses, {n: p.detach().clone() for n, p in model.named_parameters()}, graphs)
     (l_ref, w_ref, _), (l_c, w_c, graphs) = results[False], results[True]
+    # outside the learner's passes the layers run eagerly (an HF engine sharing the module compiles nothing)
+    assert all(layer._compiled_call_impl is None for layer in model.get_decoder().layers)
+    with torch.no_grad():
+        model(input_ids=torch.randint(4, 50, (3, 41)), use_cache=True)
+    assert dynamo_utils.counters["stats"]["unique_graphs"] - base == graphs[-1]
     assert l_c == pytest.approx(l_ref, abs=1e-5)
     for name in w_ref:
         assert torch.allclose(w_c[name], w_ref[name], atol=1e-5), name

@@ -21,23 +21,42 @@ def inductor_cache_dir() -> Path:
     return default_cache_dir() / "inductor"
 
 
-def compile_layers(model: Any) -> int:
-    """Compile each decoder layer of `model` in place (module.compile); returns how many. Sets
-    TORCHINDUCTOR_CACHE_DIR (and the FX graph cache on) first unless the user set them. Raises ValueError for a
-    model without a `layers` list in its decoder (get_decoder().layers, as Qwen2 / Llama / Mistral have)."""
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))
-    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
-    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
-    inner = getattr(model, "module", model)
-    body = inner.get_decoder() if hasattr(inner, "get_decoder") else None
-    layers = getattr(body, "layers", None)
-    if layers is None:
-        raise ValueError(
-            f"learner.compile=true: {type(inner).__name__} has no decoder `layers` to compile; set learner.compile=false"
-        )
-    for layer in layers:
-        layer.compile()
-    return len(layers)
+class CompiledLayers:
+    """Compiled versions of each decoder layer of `model`, switched on only inside `with compiled:` (the learner's
+    passes), so an HF engine sharing the module samples through the eager layers (no decode-shape compiles).
+
+    Sets TORCHINDUCTOR_CACHE_DIR (and the FX-graph and autograd caches on) first unless the user set them. Raises
+    ValueError for a model without a `layers` list in its decoder (get_decoder().layers: Qwen2, Llama, Mistral)."""
+
+    def __init__(self, model: Any):
+        import torch
+
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))
+        os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+        os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+        inner = getattr(model, "module", model)
+        body = inner.get_decoder() if hasattr(inner, "get_decoder") else None
+        layers = getattr(body, "layers", None)
+        if layers is None:
+            raise ValueError(
+                f"learner.compile=true: {type(inner).__name__} has no decoder `layers` to compile; "
+                "set learner.compile=false"
+            )
+        self.layers = list(layers)
+        # what nn.Module.compile() installs, kept aside: torch.compile of the module's own __call__ (hooks included)
+        self.fns = [torch.compile(layer._call_impl) for layer in self.layers]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __enter__(self) -> CompiledLayers:
+        for layer, fn in zip(self.layers, self.fns):
+            layer._compiled_call_impl = fn  # nn.Module.__call__ runs this instead of _call_impl when set
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for layer in self.layers:
+            layer._compiled_call_impl = None
 
 
 def adamw(params: list, lr: float, cfg: Any):

@@ -6,6 +6,7 @@ by the mini-batch normaliser, so gradients simply accumulate. A non-finite loss 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +48,7 @@ class TorchLearner:
 
             self.noise = GradNoiseProbe(noise.grad_noise_sets, noise.grad_noise_dims, noise.grad_noise_seed, algo)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        from two_grpo.learner.compiled import adamw, compile_layers
+        from two_grpo.learner.compiled import CompiledLayers, adamw
 
         self.optimizer = adamw(self.params, lr, cfg)
         # learner/step.py forward options: padding-free packing, lengths padded for a compiled model
@@ -55,8 +56,8 @@ class TorchLearner:
             "pack_tokens": cfg.pack_tokens if cfg.padding_free else None,
             "pad_multiple": cfg.compile_pad_multiple if cfg.compile else 1,
         }
-        if cfg.compile:
-            compile_layers(model)
+        # compiled decoder layers, active only inside the learner's passes (an engine sharing the model stays eager)
+        self.compiled = CompiledLayers(model) if cfg.compile else contextlib.nullcontext()
         warmup = max(cfg.warmup_steps, 0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -84,6 +85,10 @@ class TorchLearner:
 
     @torch.no_grad()
     def _logprobs(self, model: Any, batch: TrainBatch) -> torch.Tensor:
+        with self.compiled:
+            return self._logprobs_eager(model, batch)
+
+    def _logprobs_eager(self, model: Any, batch: TrainBatch) -> torch.Tensor:
         out = torch.zeros_like(batch.loss_mask)
         for idx, micro in self._micro_batches(batch):
             logp, _ = forward_logprobs(
@@ -105,11 +110,12 @@ class TorchLearner:
         sets = self.noise.sets(mb) if self.noise is not None else [mb]  # disjoint sets of whole groups
         for part in sets:
             for _, micro in self._micro_batches(part):
-                loss, metrics = micro_batch_loss(
-                    self.model, self._to_device(micro), self.algo, self.temperature, n_tok, n_seq,
-                    self.cfg.logits_chunk_tokens, **self.forward_kwargs,
-                )  # fmt: skip
-                loss.backward()
+                with self.compiled:
+                    loss, metrics = micro_batch_loss(
+                        self.model, self._to_device(micro), self.algo, self.temperature, n_tok, n_seq,
+                        self.cfg.logits_chunk_tokens, **self.forward_kwargs,
+                    )  # fmt: skip
+                    loss.backward()
                 accumulate(sums, metrics)
             if self.noise is not None:
                 self.noise.after_set(part, self.params, n_tok, n_seq)
