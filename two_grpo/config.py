@@ -162,7 +162,7 @@ class LearnerConfig:
     padding_free: bool = False  # pack a micro-batch's rows end to end (position_ids restart per row); same gradient
     pack_tokens: int = 0  # padding_free: at most this many tokens per packed sequence; 0 = all rows in one
     compile: bool = False  # torch.compile each decoder layer (forward + backward); inductor cache in the project cache
-    compile_pad_multiple: int = 32  # compile: pad a micro-batch's length up to a multiple of this (fewer shapes)
+    compile_pad_multiple: int = 8  # compile: pad a micro-batch's length up to a multiple of this (fewer shapes)
     adamw_impl: str = "default"  # default (torch picks: for-loop on CPU, foreach on CUDA) | for_loop | foreach | fused
 
 
