@@ -33,6 +33,8 @@ def test_pack_places_rows_end_to_end_hand_checked():
     assert p.input_ids.tolist() == [[5, 6, 7, 8, 9, 4]]
     assert p.position_ids.tolist() == [[0, 1, 0, 1, 2, 0]]
     assert p.row_seq.tolist() == [0, 0, 0] and p.row_offset.tolist() == [0, 2, 5]
+    r = pack(ids, mask, multiple=4)  # the tail padding is a row of its own: positions restart at 0
+    assert r.input_ids.tolist() == [[5, 6, 7, 8, 9, 4, 0, 0]] and r.position_ids.tolist() == [[0, 1, 0, 1, 2, 0, 0, 1]]
     q = pack(ids, mask, pack_tokens=3, multiple=4)  # first fit by descending length: [row 1], [row 0, row 2]
     assert q.input_ids.tolist() == [[7, 8, 9, 0], [5, 6, 4, 0]]
     assert q.position_ids.tolist() == [[0, 1, 2, 0], [0, 1, 0, 0]]
@@ -48,7 +50,7 @@ def test_pack_refuses_left_padding():
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("chunk", [1024, -1])  # the body+head path and the legacy full-logits path
-@pytest.mark.parametrize("pack_tokens", [0, 16])
+@pytest.mark.parametrize("pack_tokens", [0, 16, 10_000])  # one sequence (vectorised), capped, one bin (loop)
 def test_packed_logprobs_equal_padded(attn, chunk, pack_tokens):
     model, batch = qwen2(attn), ragged()
     ref, _ = forward_logprobs(model, batch, 1.0, chunk_tokens=chunk)

@@ -41,6 +41,16 @@ def pack(
     prefix = torch.arange(attention_mask.shape[1], device=attention_mask.device)[None] < lengths[:, None]
     if n and not bool((prefix == attention_mask.bool()).all()):
         raise ValueError("padding_free needs right-padded rows (attention_mask a prefix of ones)")
+    if pack_tokens <= 0 and n and bool((attention_mask.sum(dim=1) > 0).all()):  # one sequence, vectorised
+        keep = attention_mask.bool()
+        total = int(keep.sum())
+        width = total + (-total % multiple)
+        ids = torch.full((1, width), pad_id, dtype=input_ids.dtype, device=input_ids.device)
+        pos = torch.arange(width, device=input_ids.device)[None] - total  # the tail: a row of its own, from 0
+        ids[0, :total] = input_ids[keep]  # row-major: the rows end to end, in order
+        pos[0, :total] = (attention_mask.cumsum(dim=1) - 1)[keep]
+        row_offset = torch.cumsum(lengths, 0) - lengths
+        return Packed(ids, pos, torch.zeros(n, dtype=torch.long, device=input_ids.device), row_offset)
     lens = [int(x) for x in lengths]
     if pack_tokens <= 0:
         bins = [list(range(n))]
