@@ -358,9 +358,14 @@ def markdown(res: dict[str, Any]) -> str:
             "### Ours vs TRL GRPOTrainer vs the limit (equal work)",
             "",
             "| workload | system | step s (median) | gen tokens/step | tokens/s (step) | rollout tok/s | "
-            "learner tok/s | over limit | speed-up vs TRL |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "learner tok/s | over limit | speed-up vs TRL | step / hardware |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
+        roof = res.get("roofline", {})
+
+        def vs_hw(name: str, kind: str) -> str:  # the roofline section's step time over the hardware's
+            return f"{roof[name][kind]['step_over_hardware']:.2f}x" if kind in roof.get(name, {}) else ""
+
         for name, r in res["compare"].items():
             for kind in ("ours", "trl"):
                 if kind not in r:
@@ -371,7 +376,7 @@ def markdown(res: dict[str, Any]) -> str:
                     f"| {name} P={r['workload']['P']} G={r['workload']['G']} T={r['workload']['T']} | {kind} | "
                     f"{fmt(x['step_s'])} | {x['gen_tokens_per_step']:.0f} | {x['tokens_per_s']:.0f} | "
                     f"{x['rollout_tokens_per_s']:.0f} | {x['learner_tokens_per_s']:.0f} | "
-                    f"{100 * x['overhead_vs_limit']:+.1f}% | {sp} |"
+                    f"{100 * x['overhead_vs_limit']:+.1f}% | {sp} | {vs_hw(name, kind)} |"
                 )
             lim = r["limit"]
             lines.append(
@@ -379,8 +384,14 @@ def markdown(res: dict[str, Any]) -> str:
                 f"{fmt(lim['sum_s'])} | {lim['gen_tokens_per_step']:.0f} | "
                 f"{lim['gen_tokens_per_step'] / lim['sum_s']:.0f} | "
                 f"{lim['gen_tokens_per_step'] / lim['gen_s']:.0f} | {lim['gen_tokens_per_step'] / lim['learn_s']:.0f} "
-                "| 0 | |"
+                f"| 0 | | {vs_hw(name, 'limit')} |"
             )
+            if name in roof:
+                hw = roof[name]["hardware"]
+                lines.append(
+                    f"| {name} | hardware (gen {fmt(hw['gen_s'])} + learn {fmt(hw['learn_s'])} at the matmul peak) | "
+                    f"{fmt(hw['step_s'])} | | | | | | | 1.00x |"
+                )
         lines += ["", "Our time share per phase (of the median step):", ""]
         lines += ["| workload | rollout | reward | logprob | learner | sync | other |", "|---|---|---|---|---|---|---|"]
         for name, r in res["compare"].items():
