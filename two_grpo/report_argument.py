@@ -1,8 +1,9 @@
 """The paper's argument in `two-grpo report`: gradient noise against G, resampling's budget, the probe's check.
 
 - Gradient noise (runs that logged `grad_noise/*`, diagnostics.grad_noise=true): per run, over its logged steps,
-  B_simple = mean(trace_cov) / mean(grad_sq) (rollouts; a ratio of means, steadier than the mean of per-step
-  ratios), the noise per rollout tr(Sigma) = mean(trace_cov), the mini-batch SNR = rollouts per mini-batch /
+  B_simple = mean(trace_cov) / mean(grad_sq) / mean(tokens_per_rollout) (rollouts; a ratio of means, steadier
+  than the mean of per-step ratios; the last factor turns token_mean's per-token units into rollouts), the noise
+  tr(Sigma) = mean(trace_cov) per unit of the loss normaliser (a token for token_mean, else a rollout), the mini-batch SNR = rollouts per mini-batch /
   B_simple, and mean(ref_cos) when references were taken. Per configuration: mean [exact t interval] over seeds.
   Series against G: configurations with the same rollouts per mini-batch (prompts x G: matched rollouts) and
   with the same prompts per mini-batch (matched prompts). The verdict compares G=2 with G=16 (matched rollouts
@@ -30,7 +31,7 @@ from two_grpo.report_data import Config, Run
 NOISE_KEYS = ("b_simple", "trace_cov", "snr", "ref_cos")
 NOISE_LABELS = {
     "b_simple": "B_simple (rollouts)",
-    "trace_cov": "noise per rollout tr(Σ)",
+    "trace_cov": "tr(Σ) per loss unit",
     "snr": "mini-batch SNR",
     "ref_cos": "cos to large-batch ref.",
 }
@@ -54,7 +55,8 @@ def run_noise(run: Run) -> dict[str, float] | None:
         return None
     trace = sum(s["grad_noise/trace_cov"] for s in rows) / len(rows)
     grad_sq = sum(s["grad_noise/grad_sq"] for s in rows) / len(rows)
-    b_simple = trace / grad_sq if grad_sq > 0 else math.nan  # nan: no signal resolved over the run
+    unit = sum(s.get("grad_noise/tokens_per_rollout", 1.0) for s in rows) / len(rows)  # token_mean: tokens
+    b_simple = trace / grad_sq / unit if grad_sq > 0 else math.nan  # rollouts; nan: no signal resolved
     refs = [s["grad_noise/ref_cos"] for s in run.steps if "grad_noise/ref_cos" in s]
     return {
         "b_simple": b_simple,
@@ -149,10 +151,10 @@ def noise_section(configs: list[Config]) -> tuple[list[str], list[dict[str, Any]
         "## Gradient noise against G",
         "",
         "From `grad_noise/*` (diagnostics.grad_noise: K disjoint sets of whole groups per step, count-sketched). Per "
-        "run: B_simple = mean tr(Σ) / mean |G|² over its steps, in rollouts; SNR = rollouts per mini-batch / "
+        "run: B_simple = mean tr(Σ) / mean |G|² over its steps, in rollouts (token_mean: divided by the mean tokens per rollout); SNR = rollouts per mini-batch / "
         "B_simple; mean [exact 95% t interval] over seeds. B_simple is free of the gradient's scale, so it compares "
         "noise per rollout across G, lr and advantage scales; tr(Σ) alone is not (it scales with the squared "
-        "advantages). Plot: gradient_noise.png (matched rollouts per mini-batch, and matched prompts).",
+        "advantages, and is per token under token_mean). Plot: gradient_noise.png (matched rollouts per mini-batch, and matched prompts).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",

@@ -86,3 +86,12 @@ def test_reference_prompts_are_distinct_seeded_and_capped():
 def test_reference_config_errors(compose, overrides, message):
     with pytest.raises(ConfigError, match=message):
         compose(overrides)  # validated on composition
+
+
+def test_token_mean_b_simple_is_in_rollouts(tiny_model_dir):
+    """token_mean weighs sets by tokens: trace_cov / grad_sq is in tokens, b_simple divides it by tokens per rollout."""
+    batch = batch_of(2)
+    m = learner_of(tiny_model_dir).train_minibatch(batch)
+    assert m["grad_noise/tokens_per_rollout"] == pytest.approx(batch.n_tokens / len(batch))
+    tokens = m["grad_noise/trace_cov"] / m["grad_noise/grad_sq"]
+    assert m["grad_noise/b_simple"] == pytest.approx(tokens / (batch.n_tokens / len(batch)))

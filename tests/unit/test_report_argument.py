@@ -31,7 +31,9 @@ def write_run(d, *, seed, group_size, prompts, rollouts, noise=None, resampled=(
         m = {"step": i + 1, "rollout_batch": i, "rollout/zero_var_group_frac": zero_var,
              "budget/rollouts_total": (i + 1) * rollouts // steps, "rollout/reward_mean": 0.5}  # fmt: skip
         if noise:
-            m["grad_noise/trace_cov"], m["grad_noise/grad_sq"] = noise[i]
+            m["grad_noise/trace_cov"], m["grad_noise/grad_sq"] = noise[i][:2]
+            if len(noise[i]) > 2:  # token_mean: the loss unit is a token
+                m["grad_noise/tokens_per_rollout"] = noise[i][2]
         if resampled:
             m["rollout/resampled_rollouts"] = resampled[i]
         lines.append(m)
@@ -56,7 +58,7 @@ def noise_members():
     # be (6/0.5 + 10/1.5)/2 = 9.33 for seed 0: the ratio of means is what is reported)
     g2 = {0: [(6.0, 0.5), (10.0, 1.5)], 1: [(8.0, 1.0), (8.0, 1.0)], 2: [(8.8, 1.0), (8.8, 1.0)]}
     g16 = {s: [(4.0, 2.0), (4.0, 2.0)] for s in range(3)}  # B_simple 2 every seed
-    same = {s: [(1.0, 1.0), (1.0, 1.0)] for s in range(3)}  # B_simple 1 at 64 prompts x 16
+    same = {s: [(5.0, 1.0, 4.0), (5.0, 1.0, 6.0)] for s in range(3)}  # 5 tokens / 5 tokens per rollout: B_simple 1
     return {
         "g16": [(s, dict(group_size=16, prompts=8, rollouts=2048, noise=g16[s])) for s in range(3)],
         "g2": [(s, dict(group_size=2, prompts=64, rollouts=256, noise=g2[s])) for s in range(3)],
@@ -74,6 +76,7 @@ def test_run_noise_is_a_ratio_of_means_with_snr_per_minibatch(tmp_path):
     m, lo, hi = g2["b_simple"]  # 8, 8, 8.8: mean 8.2667, sd 0.4619
     assert m == pytest.approx(8.266667) and hi - m == pytest.approx(T2 * 0.461880 / math.sqrt(3), rel=1e-4)
     assert rows["g16"]["trace_cov"][0] == pytest.approx(4.0) and math.isnan(rows["g16"]["ref_cos"][0])
+    assert rows["g16_same"]["b_simple"][0] == pytest.approx(1.0) and rows["g16_same"]["snr"][0] == pytest.approx(1024)
     assert {k: [r["config"] for r in v] for k, v in ra.series(list(rows.values()), "rollouts").items()} == {
         128: ["g2", "g16"]
     }

@@ -59,8 +59,9 @@ class GradNoiseProbe:
         out: dict[str, float] = {}
         if len(self.own) >= 2:
             out = noise_stats(torch.stack(self.own), torch.tensor(self.weights))
-            if self.token_weighted and self.rows:
-                out["grad_noise/b_simple"] /= self.tokens / self.rows  # tokens -> rollouts
+            per_rollout = self.tokens / self.rows if self.token_weighted and self.rows else 1.0
+            out["grad_noise/b_simple"] /= per_rollout  # tokens -> rollouts
+            out["grad_noise/tokens_per_rollout"] = per_rollout  # the loss unit of trace_cov / grad_sq, in rollouts
             out["grad_noise/sets"] = float(len(self.own))
         if self.reference is not None and self.prev is not None:  # prev: the whole mini-batch's gradient
             out["grad_noise/ref_cos"] = cosine(self.prev, self.reference)
