@@ -3,13 +3,14 @@
 - Gradient noise (runs that logged `grad_noise/*`, diagnostics.grad_noise=true): per run, over its logged steps,
   B_simple = mean(trace_cov) / mean(grad_sq) / mean(tokens_per_rollout) (rollouts; a ratio of means, steadier
   than the mean of per-step ratios; the last factor turns token_mean's per-token units into rollouts), the noise
-  tr(Sigma) = mean(trace_cov) per unit of the loss normaliser (a token for token_mean, else a rollout), the mini-batch SNR = rollouts per mini-batch /
+  per rollout tr(Sigma) = mean(trace_cov) / mean(tokens_per_rollout) (B_simple x |G|^2), the mini-batch SNR = rollouts per mini-batch /
   B_simple, and mean(ref_cos) when references were taken. Per configuration: mean [exact t interval] over seeds.
   Series against G: configurations with the same rollouts per mini-batch (prompts x G: matched rollouts) and
   with the same prompts per mini-batch (matched prompts). The verdict compares G=2 with G=16 (matched rollouts
-  first): the ratio of B_simple, the geometric mean over shared seeds of the per-seed ratios with the exact t
-  interval of the mean log-ratio (exponentiated). B_simple is tr(Sigma) / |G_true|^2, so it is free of the
-  gradient's overall scale (lr, advantage scale): it is "noise per rollout" in units of the signal.
+  first): the ratio of tr(Sigma) per rollout, then of B_simple, each the geometric mean over shared seeds of the
+  per-seed ratios with the exact t interval of the mean log-ratio (exponentiated). tr(Sigma) depends on the
+  gradient's scale (the advantages' size); B_simple = tr(Sigma) / |G_true|^2 does not: it is the noise per
+  rollout in units of the signal, unresolved when the run's |G|^2 estimate is <= 0.
 - Resampling (members with algo.resample_zero_var=true): the extra rollouts' share of the budget, and how much of
   2-GRPO's saving they give back: (R_rs - R_plain) / (R_big - R_plain), with R the run's total rollouts of the
   resampling member, the same setting without it, and the baseline at larger G, per shared seed, t interval.
@@ -31,7 +32,7 @@ from two_grpo.report_data import Config, Run
 NOISE_KEYS = ("b_simple", "trace_cov", "snr", "ref_cos")
 NOISE_LABELS = {
     "b_simple": "B_simple (rollouts)",
-    "trace_cov": "tr(Σ) per loss unit",
+    "trace_cov": "noise per rollout tr(Σ)",
     "snr": "mini-batch SNR",
     "ref_cos": "cos to large-batch ref.",
 }
@@ -60,7 +61,7 @@ def run_noise(run: Run) -> dict[str, float] | None:
     refs = [s["grad_noise/ref_cos"] for s in run.steps if "grad_noise/ref_cos" in s]
     return {
         "b_simple": b_simple,
-        "trace_cov": trace,
+        "trace_cov": trace / unit,  # per rollout (token_mean: per token / tokens per rollout)
         "snr": rollouts_per_minibatch(run) / b_simple if b_simple > 0 else math.nan,
         "ref_cos": sum(refs) / len(refs) if refs else math.nan,
         "steps": float(len(rows)),
@@ -101,8 +102,15 @@ def ratio_interval(a: dict[int, float], b: dict[int, float]) -> tuple[float, flo
     return math.exp(m) if logs else math.nan, math.exp(lo), math.exp(hi), len(logs)
 
 
+def _word(lo: float, hi: float, n: int) -> str:
+    if n < 2:
+        return "one seed, no interval"
+    return "higher" if lo > 1 else ("lower" if hi < 1 else "no difference resolved")
+
+
 def noise_verdict(rows: list[dict[str, Any]], small: int = 2, large: int = 16) -> str:
-    """One sentence: is G=small's noise per rollout (B_simple) higher than G=large's, and by how much."""
+    """One sentence: is G=small's gradient noise per rollout higher than G=large's, and by how much: tr(Sigma) per
+    rollout (the verdict), then B_simple (the same relative to the signal), as geometric-mean ratios over seeds."""
     pairs = [(a, b) for a in rows for b in rows if a["G"] == small and b["G"] == large]
     pairs.sort(key=lambda p: (p[0]["rollouts"] != p[1]["rollouts"], p[0]["prompts"] != p[1]["prompts"]))
     if not pairs:
@@ -113,23 +121,26 @@ def noise_verdict(rows: list[dict[str, Any]], small: int = 2, large: int = 16) -
         if a["rollouts"] == b["rollouts"]
         else (f"matched {a['prompts']} prompts per mini-batch" if a["prompts"] == b["prompts"] else "unmatched")
     )
-    per_seed = {k: {s: n["b_simple"] for s, n in r["seeds"].items()} for k, r in (("a", a), ("b", b))}
-    ratio, lo, hi, n = ratio_interval(per_seed["a"], per_seed["b"])
+
+    def ratio(key: str) -> tuple[float, float, float, int]:
+        return ratio_interval(*({s: n[key] for s, n in r["seeds"].items()} for r in (a, b)))
+
+    r, lo, hi, n = ratio("trace_cov")
     if n == 0:
-        return f"No gradient-noise verdict: {a['config']} and {b['config']} share no seed with B_simple resolved."
-    if n < 2:
-        word = "one seed, no interval"
-    elif lo > 1:
-        word = "higher"
-    elif hi < 1:
-        word = "lower"
-    else:
-        word = "no difference resolved"
+        return f"No gradient-noise verdict: {a['config']} and {b['config']} share no seed with tr(Σ) measured."
     ci = f" [{lo:.2f}, {hi:.2f}]" if n >= 2 else ""
-    return (
-        f"{small}-GRPO's gradient noise per rollout (B_simple = tr Σ / |G|², {a['config']}) is {ratio:.2f}×{ci} "
-        f"{large}-GRPO's ({b['config']}), {match}, {n} seed(s), 95% t interval of the geometric mean ratio → {word}."
+    line = (
+        f"{small}-GRPO's gradient noise per rollout, tr(Σ) ({a['config']}), is {r:.2f}×{ci} {large}-GRPO's "
+        f"({b['config']}), {match}, {n} seed(s), 95% t interval of the geometric mean ratio → {_word(lo, hi, n)}; "
     )
+    rb, lob, hib, nb = ratio("b_simple")
+    if nb == 0:
+        return line + (
+            "relative to the signal (B_simple = tr Σ / |G|²) not resolved: the |G|² estimate is <= 0 over the run "
+            "(noise swamps the signal at this mini-batch size)."
+        )
+    cib = f" [{lob:.2f}, {hib:.2f}]" if nb >= 2 else ""
+    return line + f"relative to the signal, B_simple = tr Σ / |G|² is {rb:.2f}×{cib}, {nb} seed(s) → {_word(lob, hib, nb)}."
 
 
 def fmt_t(v: tuple[float, ...], digits: int = 3) -> str:
@@ -152,9 +163,9 @@ def noise_section(configs: list[Config]) -> tuple[list[str], list[dict[str, Any]
         "",
         "From `grad_noise/*` (diagnostics.grad_noise: K disjoint sets of whole groups per step, count-sketched). Per "
         "run: B_simple = mean tr(Σ) / mean |G|² over its steps, in rollouts (token_mean: divided by the mean tokens per rollout); SNR = rollouts per mini-batch / "
-        "B_simple; mean [exact 95% t interval] over seeds. B_simple is free of the gradient's scale, so it compares "
-        "noise per rollout across G, lr and advantage scales; tr(Σ) alone is not (it scales with the squared "
-        "advantages, and is per token under token_mean). Plot: gradient_noise.png (matched rollouts per mini-batch, and matched prompts).",
+        "B_simple; tr(Σ) per rollout = B_simple × |G|²; mean [exact 95% t interval] over seeds. B_simple is free of "
+        "the gradient's scale, so it compares noise relative to signal across G, lr and advantage scales; tr(Σ) "
+        "scales with the squared advantages; '-' = the |G|² estimate was <= 0 over the run (noise swamps it). Plot: gradient_noise.png (matched rollouts per mini-batch, and matched prompts).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",

@@ -77,6 +77,7 @@ def test_run_noise_is_a_ratio_of_means_with_snr_per_minibatch(tmp_path):
     assert m == pytest.approx(8.266667) and hi - m == pytest.approx(T2 * 0.461880 / math.sqrt(3), rel=1e-4)
     assert rows["g16"]["trace_cov"][0] == pytest.approx(4.0) and math.isnan(rows["g16"]["ref_cos"][0])
     assert rows["g16_same"]["b_simple"][0] == pytest.approx(1.0) and rows["g16_same"]["snr"][0] == pytest.approx(1024)
+    assert rows["g16_same"]["trace_cov"][0] == pytest.approx(1.0)  # 5 per token / 5 tokens per rollout
     assert {k: [r["config"] for r in v] for k, v in ra.series(list(rows.values()), "rollouts").items()} == {
         128: ["g2", "g16"]
     }
@@ -98,11 +99,17 @@ def test_noise_verdict_prefers_matched_rollouts_and_says_higher(tmp_path):
     line = ra.noise_verdict(ra.noise_rows(configs))
     # per-seed ratios 4, 4, 4.4 against g16 (not g16_same: matched rollouts first): geometric mean 4 * 1.1^(1/3)
     assert f"{4 * 1.1 ** (1 / 3):.2f}×" in line and "(g16)" in line and "matched 128 rollouts" in line
-    assert line.endswith("→ higher.") and "3 seed(s)" in line
+    assert "→ higher; relative to the signal" in line and line.endswith("3 seed(s) → higher.")  # same ratios
     flat = {"g2": noise_members()["g2"], "g16": [(s, dict(group_size=16, prompts=8, rollouts=2048,
             noise=[(8.0 + s, 1.0), (8.0 + s, 1.0)])) for s in range(3)]}  # fmt: skip
     configs, _, _ = collect([sweep_dir(tmp_path / "flat", flat)])
-    assert ra.noise_verdict(ra.noise_rows(configs)).endswith("→ no difference resolved.")
+    line = ra.noise_verdict(ra.noise_rows(configs))  # tr ratios 1, 8/9, 8.8/10: the interval covers 1
+    assert "→ no difference resolved; " in line and line.endswith("→ no difference resolved.")
+    swamped = {"g2": [(s, dict(group_size=2, prompts=64, rollouts=256, noise=[(8.0, -0.5), (8.0, 0.1)]))
+                      for s in range(3)], "g16": flat["g16"]}  # fmt: skip
+    configs, _, _ = collect([sweep_dir(tmp_path / "swamped", swamped)])
+    line = ra.noise_verdict(ra.noise_rows(configs))
+    assert "tr(Σ) (g2), is" in line and line.endswith("(noise swamps the signal at this mini-batch size).")
     assert ra.noise_verdict([]).startswith("No gradient-noise verdict")
 
 
@@ -153,6 +160,6 @@ def test_report_gains_the_noise_section_and_plot(tmp_path, capsys):
     d = sweep_dir(tmp_path, noise_members())
     assert cmd_report([str(d)]) == 0
     md = (d / "report" / "report.md").read_text()
-    assert "## Gradient noise against G" in md and "→ higher." in md and "![gradient_noise](gradient_noise.png)" in md
+    assert "## Gradient noise against G" in md and "→ higher; " in md and "![gradient_noise](gradient_noise.png)" in md
     assert (d / "report" / "gradient_noise.png").stat().st_size > 0
-    assert "→ higher." in capsys.readouterr().out
+    assert "→ higher; " in capsys.readouterr().out

@@ -26,3 +26,15 @@ def test_study_members_of_the_argument(scale):
         assert rollouts["g2"] == rollouts["g16"] == 128
     assert members["g16_same"].prompts_per_minibatch == g2.prompts_per_minibatch
     assert ["g2_pairwise", "g2"] in preset.comparisons and ["g2_rs", "g2"] in preset.comparisons
+
+
+@pytest.mark.parametrize("scale", ["cpu", "paper"])
+def test_g2_rs_takes_g2s_optimizer_steps(scale):
+    """Resampling draws its extra prompts from the run's sampler, so at equal epochs g2_rs would take fewer updates;
+    it stops at g2's projected optimizer steps instead (paper: MATH's 7,500 training prompts)."""
+    from two_grpo.sweep import check_and_project
+
+    preset = load_preset(conf_dir(), "study", [f"scale={scale}"])
+    members = [m for m in plan_members(preset, [], [0]) if m.name in ("g2", "g2_rs")]
+    proj = {m.name: p for m, p in zip(members, check_and_project(members, 7500).values())}
+    assert proj["g2_rs"]["steps"] == proj["g2"]["steps"] == {"cpu": 4, "paper": 294}[scale]
