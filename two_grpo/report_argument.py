@@ -94,9 +94,7 @@ def ratio_interval(a: dict[int, float], b: dict[int, float]) -> tuple[float, flo
     """(geometric-mean ratio a/b, lower, upper, seeds) over the seeds both have with positive finite values:
     exact t interval of the mean per-seed log-ratio, exponentiated."""
     logs = [
-        math.log(a[s] / b[s])
-        for s in sorted(set(a) & set(b))
-        if all(math.isfinite(v) and v > 0 for v in (a[s], b[s]))
+        math.log(a[s] / b[s]) for s in sorted(set(a) & set(b)) if all(math.isfinite(v) and v > 0 for v in (a[s], b[s]))
     ]
     m, lo, hi = stats.t_interval(logs)
     return math.exp(m) if logs else math.nan, math.exp(lo), math.exp(hi), len(logs)
@@ -140,7 +138,10 @@ def noise_verdict(rows: list[dict[str, Any]], small: int = 2, large: int = 16) -
             "(noise swamps the signal at this mini-batch size)."
         )
     cib = f" [{lob:.2f}, {hib:.2f}]" if nb >= 2 else ""
-    return line + f"relative to the signal, B_simple = tr Σ / |G|² is {rb:.2f}×{cib}, {nb} seed(s) → {_word(lob, hib, nb)}."
+    return (
+        line
+        + f"relative to the signal, B_simple = tr Σ / |G|² is {rb:.2f}×{cib}, {nb} seed(s) → {_word(lob, hib, nb)}."
+    )
 
 
 def fmt_t(v: tuple[float, ...], digits: int = 3) -> str:
@@ -182,9 +183,7 @@ def series(rows: list[dict[str, Any]], match: str) -> dict[int, list[dict[str, A
     groups: dict[int, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r[match], []).append(r)
-    return {
-        k: sorted(v, key=lambda r: r["G"]) for k, v in groups.items() if len({r["G"] for r in v}) >= 2
-    }
+    return {k: sorted(v, key=lambda r: r["G"]) for k, v in groups.items() if len({r["G"] for r in v}) >= 2}
 
 
 def plot_noise(rows: list[dict[str, Any]], out_dir: Path) -> Path | None:

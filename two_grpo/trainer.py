@@ -21,9 +21,8 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from two_grpo import engine_log
+from two_grpo import engine_log, noise_reference
 from two_grpo import multirank as mr
-from two_grpo import noise_reference
 from two_grpo.batch import Prompt, Rollout, collate, split_groups
 from two_grpo.checkpoint import CheckpointManager, set_rng_state
 from two_grpo.config import ConfigError, Derived, TrainConfig, derive

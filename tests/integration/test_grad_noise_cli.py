@@ -11,7 +11,13 @@ import sys
 import pytest
 
 pytestmark = pytest.mark.slow
-TRAINING_KEYS = ("loss/policy", "optim/grad_norm", "rollout/reward_mean", "budget/rollouts_total", "budget/tokens_generated_total")
+TRAINING_KEYS = (
+    "loss/policy",
+    "optim/grad_norm",
+    "rollout/reward_mean",
+    "budget/rollouts_total",
+    "budget/tokens_generated_total",
+)
 
 
 def train(tmp_path, tiny_model_dir, name, *extra):

@@ -90,7 +90,9 @@ def test_ratio_interval_by_hand():
     ratio, lo, hi, n = ra.ratio_interval({0: 4.0, 1: 8.0, 2: 16.0}, {0: 2.0, 1: 2.0, 2: 2.0, 3: 9.0})
     # log-ratios ln2 * (1, 2, 3): mean 2 ln2 -> 4; half-width t(2) * ln2 * 1 / sqrt(3) = 1.72187
     assert n == 3 and ratio == pytest.approx(4.0)
-    assert lo == pytest.approx(4 * math.exp(-1.72187), rel=1e-4) and hi == pytest.approx(4 * math.exp(1.72187), rel=1e-4)
+    assert lo == pytest.approx(4 * math.exp(-1.72187), rel=1e-4) and hi == pytest.approx(
+        4 * math.exp(1.72187), rel=1e-4
+    )
     assert ra.ratio_interval({0: -1.0, 1: 2.0}, {0: 1.0, 1: 1.0})[3] == 1  # a seed without B_simple is left out
 
 
