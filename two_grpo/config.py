@@ -188,8 +188,8 @@ class DiagnosticsConfig:
     """Optional measurements of the update itself (off by default: each has a cost, stated per key)."""
 
     # per optimizer step: K disjoint sets of whole groups, each set's gradient sketched to `grad_noise_dims`
-    # floats (algo/grad_noise.py); logs grad_noise/{b_simple,snr,trace_cov,grad_sq,set_cos_mean}. Cost: K sketches
-    # of the full gradient per step (O(parameters) each) and micro-batches that no longer mix sets.
+    # floats (algo/grad_noise.py); logs grad_noise/{b_simple,snr,trace_cov,grad_sq,set_cos_mean,tokens_per_rollout}.
+    # Cost: K sketches of the full gradient per step (O(parameters) each) and micro-batches that no longer mix sets.
     grad_noise: bool = False
     grad_noise_sets: int = 4  # K; 1 = nothing measured (training is bitwise unchanged)
     grad_noise_dims: int = 4096
