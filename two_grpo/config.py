@@ -194,12 +194,18 @@ class DiagnosticsConfig:
     """Optional measurements of the update itself (off by default: each has a cost, stated per key)."""
 
     # per optimizer step: K disjoint sets of whole groups, each set's gradient sketched to `grad_noise_dims`
-    # floats (algo/grad_noise.py); logs grad_noise/{b_simple,snr,trace_cov,grad_sq,set_cos_mean}. Cost: K sketches
-    # of the full gradient per step (O(parameters) each) and micro-batches that no longer mix sets.
+    # floats (algo/grad_noise.py); logs grad_noise/{b_simple,snr,trace_cov,grad_sq,set_cos_mean,tokens_per_rollout}.
+    # Cost: K sketches of the full gradient per step (O(parameters) each) and micro-batches that no longer mix sets.
     grad_noise: bool = False
     grad_noise_sets: int = 4  # K; 1 = nothing measured (training is bitwise unchanged)
     grad_noise_dims: int = 4096
     grad_noise_seed: int = 0
+    # every N optimizer steps (0 = off): the cosine between the step's gradient and a reference gradient of
+    # `grad_noise_ref_prompts` x G fresh rollouts (0 = 4 x prompts_per_minibatch) at the same weights, sketched
+    # alike: grad_noise/ref_cos (two_grpo/noise_reference.py). Cost: those rollouts and one backward pass over
+    # them per reference; they are logged (grad_noise/ref_rollouts, ref_s), not counted in budget/*.
+    grad_noise_ref_every: int = 0
+    grad_noise_ref_prompts: int = 0
 
 
 @dataclass
@@ -596,3 +602,10 @@ def validate_loss_and_diagnostics(cfg: TrainConfig) -> None:
                 f"diagnostics.grad_noise_sets={d.grad_noise_sets} exceeds prompts_per_minibatch="
                 f"{cfg.prompts_per_minibatch}: each set needs at least one whole group"
             )
+    if d.grad_noise_ref_every < 0 or d.grad_noise_ref_prompts < 0:
+        raise ConfigError("diagnostics.grad_noise_ref_every and diagnostics.grad_noise_ref_prompts must be >= 0")
+    if d.grad_noise_ref_every and not (d.grad_noise and d.grad_noise_sets >= 2):
+        raise ConfigError(
+            "diagnostics.grad_noise_ref_every needs diagnostics.grad_noise=true with grad_noise_sets >= 2 "
+            "(the step's gradient is sketched by that probe); set it to 0 or turn grad_noise on"
+        )

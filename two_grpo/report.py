@@ -7,7 +7,8 @@ seeds that would resolve it). Then one row per configuration (runs that differ o
 the mean of the last N evals with exact t intervals clipped to [0, 100]%, IQM over seeds, Pass@1..k, rollouts,
 tokens, optimizer steps, wall-clock per phase and the share of the baseline's budget; equal-budget tables
 (accuracy at the smallest member's rollouts, rollouts- and time-to-target); signal accounting; the difficulty
-profile (difficulty_start.json). Writes report.md, report.csv and PNG plots into --out (default
+profile (difficulty_start.json); the paper's argument (report_argument.py): gradient noise against G with its
+verdict, resampling's share of the budget, and the probe's prediction against the runs' start (probe.json). Writes report.md, report.csv and PNG plots into --out (default
 <sweep dir>/report).
 """
 
@@ -302,9 +303,14 @@ def cmd_report(argv: list[str]) -> int:
         "difficulty.",
         "",
         markdown_table(sig_head, sig),
-        "",
-        *[f"![{p.stem}]({p.name})" for p in plots],
     ]
+    from two_grpo import report_argument as ra
+
+    noise_md, noise_rows = ra.noise_section(configs)
+    md += noise_md + ra.resample_section(configs, base_cfg, pairs) + ra.probe_section(configs, args.paths)
+    noise_plot = None if args.no_plots or not noise_rows else ra.plot_noise(noise_rows, out)
+    plots += [noise_plot] if noise_plot is not None else []
+    md += ["", *[f"![{p.stem}]({p.name})" for p in plots]]
     if unfinished:
         md += ["", f"Unfinished (not in the table): {', '.join(str(u) for u in unfinished)}"]
     (out / "report.md").write_text("\n".join(md) + "\n")
@@ -312,6 +318,8 @@ def cmd_report(argv: list[str]) -> int:
     print_terminal(head, main, sig_head, sig, unfinished)
     for v in verdicts:
         print(v.line(min_effect))
+    if noise_rows:
+        print(ra.noise_verdict(noise_rows))
     for n in notes:
         print(f"note: {n}")
     print(f"written: {out / 'report.md'}, {out / 'report.csv'}" + "".join(f", {p}" for p in plots))

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from two_grpo import engine_log
+from two_grpo import engine_log, noise_reference
 from two_grpo import multirank as mr
 from two_grpo.batch import Prompt, Rollout, collate, split_groups
 from two_grpo.checkpoint import CheckpointManager, set_rng_state
@@ -361,10 +361,17 @@ def rollout_step(
             dist,
             skip_first_old=cfg.learner.skip_onpolicy_logprob,
         )
+    ref_metrics: dict[str, float] = {}
+    if noise_reference.due(budget.steps, len(batches), cfg.diagnostics.grad_noise_ref_every) and batches[0]:
+        if dist.active:
+            raise ConfigError("diagnostics.grad_noise_ref_every runs in a single process for now; set it to 0")
+        ref_metrics = noise_reference.take_reference(cfg, train_set, engine, scorer, learner, budget.steps)
     lines: list[dict[str, Any]] = []
     for u, mb in enumerate(batches):
         with timers.phase("learner"):
             step_metrics = mr.train_or_skip(learner, mb, dist)  # skipped when empty on every rank
+        if u == 0:
+            step_metrics.update(ref_metrics)
         budget.steps += 1
         if u == len(batches) - 1 and mr.engine_needs_push(engine, learner):
             with timers.phase("sync"):

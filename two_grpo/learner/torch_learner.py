@@ -102,6 +102,21 @@ class TorchLearner:
         c = self.cfg
         return micro_batches(batch, c.micro_rollouts, c.sort_by_length, c.micro_tokens, self.whole_groups)
 
+    def noise_reference(self, batch: TrainBatch) -> None:
+        """Sketch the loss gradient of `batch` (its own normaliser) as the grad-noise reference of the next step;
+        parameters and optimizer state are untouched and the gradients are cleared again."""
+        assert self.noise is not None, "noise_reference needs diagnostics.grad_noise with grad_noise_sets >= 2"
+        self.optimizer.zero_grad(set_to_none=True)
+        n_tok, n_seq = batch.n_tokens, float(len(batch))
+        for _, micro in self._micro_batches(batch):
+            loss, _ = micro_batch_loss(
+                self.model, self._to_device(micro), self.algo, self.temperature, n_tok, n_seq,
+                self.cfg.logits_chunk_tokens,
+            )  # fmt: skip
+            loss.backward()
+        self.noise.set_reference(self.params)
+        self.optimizer.zero_grad(set_to_none=True)
+
     def train_minibatch(self, mb: TrainBatch) -> dict[str, float]:
         """One optimizer step on mini-batch `mb`; returns loss/optim metrics."""
         n_tok, n_seq = mb.n_tokens, float(len(mb))
