@@ -16,8 +16,13 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def save_quietly(model: Any, folder: Any, **kwargs: Any) -> None:
     """`model.save_pretrained(folder, safetensors)` without transformers' "Writing model shards" progress bar on
-    stderr (our errors and summaries are one-line, so a stray bar would break them)."""
+    stderr (our errors and summaries are one-line, so a stray bar would break them), nor DeepSpeed's
+    "Setting accelerator to CPU" WARNING on stdout (save_pretrained imports deepspeed when it is installed)."""
     from transformers.utils import logging as hf_logging
+
+    from two_grpo.engine_log import quiet_deepspeed_accelerator_warning
+
+    quiet_deepspeed_accelerator_warning()
 
     was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()

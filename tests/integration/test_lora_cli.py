@@ -3,6 +3,7 @@
 One reference run trains a LoRA adapter for 6 steps (a checkpoint every 2, all kept). Then: final/ holds the merged
 model, equal to peft's own merge of final/adapter onto the base; checkpoints hold the adapter only; a resume from
 step 2 ends bitwise equal; raising budget.max_steps on the finished run continues it from its last checkpoint.
+Apart from it, a LoRA run on the HF engine learns: its reward and eval rise well past a no-learning control's.
 Run: pytest -m slow tests/integration/test_lora_cli.py
 """
 
@@ -122,3 +123,64 @@ def test_raising_max_steps_extends_a_finished_run(reference, tiny_model_dir, tmp
     assert lowered.returncode == 2 and "different config: budget.max_steps=8 there, 6 now" in lowered.stderr
     other = run([*changed, "lr=1e-3"], run_dir, tiny_model_dir)  # a non-budget change stays refused
     assert other.returncode == 2 and "different config: lr=" in other.stderr
+
+
+# ---- an HF-engine LoRA run learns -------------------------------------------------------------------------------
+EVEN_REWARD = """
+def even_last_digit(completion, answer, **row):
+    s = completion.strip()
+    return 1.0 if s[-1:].isdigit() and int(s[-1]) % 2 == 0 else 0.0
+"""
+LEARN = [
+    "rollout=hf",
+    "model.path=builtin:tiny",  # the default warm start: answers are digits, about half end in an even one
+    "model.lora.r=8",
+    "model.lora.alpha=32",
+    "model.lora.target_modules=[all-linear]",
+    "learner.warmup_steps=0",
+    "group_size=8",
+    "prompts_per_rollout=16",
+    "prompts_per_minibatch=16",
+    "budget.max_steps=12",
+    "eval.prompts=32",
+    "eval.difficulty_prompts=0",
+    "rollout.max_response_tokens=6",
+    "eval.max_response_tokens=6",
+    "checkpoint.every_steps=0",
+]
+# Measured at these settings on a loaded 2-core CPU (about 2 min for both runs there): controls (seeds 1, 2) kept
+# their eval bitwise at its start (0.43, 0.55: the eval's sampling spread between seeds, sd ~0.05) and a rollout
+# reward of 0.49 / 0.51 (per-step sd 0.04-0.06, last 4 steps 0.52 / 0.51); the LoRA runs went to eval 0.85 / 0.95
+# and a last-4-steps reward of 0.86 / 0.92 (seed 0 passes too). MIN_GAIN is ~5 sd of either noise, < 2/3 of the gain.
+MIN_GAIN = 0.25
+
+
+def train_cli(args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "two_grpo.cli", "train", *args, f"hydra.run.dir={run_dir}", "logger.progress=false"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+
+
+def test_an_hf_engine_lora_run_learns_against_a_no_learning_control(tmp_path):
+    """The same seed, the same prompts and sampling seeds; only the learning rate differs (1e-9: nothing moves).
+    The reward is a plug-in the warm-started model meets half the time (the answer's last digit is even), so a
+    dozen updates are enough to see the adapter learn it, in the reward of the rollouts and in the held-out eval."""
+    reward_file = tmp_path / "even.py"
+    reward_file.write_text(EVEN_REWARD)
+    result = {}
+    for name, lr in (("lora", "1e-2"), ("control", "1e-9")):
+        run_dir = tmp_path / name
+        p = train_cli([*LEARN, f"task.reward_fn={reward_file}:even_last_digit", f"lr={lr}"], run_dir)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert "LoRA: " in p.stdout and "rollout engine hf" in p.stdout
+        summary = json.loads((run_dir / "summary.json").read_text())
+        rewards = [json.loads(x)["rollout/reward_mean"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert len(rewards) == 12
+        result[name] = (summary["eval/toy_arith/mean@4 (start)"], summary["eval/toy_arith/mean@4 (end)"], rewards)
+    (l_start, l_end, l_rew), (c_start, c_end, c_rew) = result["lora"], result["control"]
+    assert l_start == c_start  # step 0: the adapter's B is zero, both evaluate the base model with the same seed
+    assert c_end == c_start  # the control did not move (its eval is paired with its start eval)
+    assert l_rew[0] == c_rew[0]  # the first rollout batch is sampled before any update
+    assert abs(sum(c_rew) / 12 - 0.5) < 0.15, c_rew  # the base rate: no learning in the control
+    assert l_end >= c_end + MIN_GAIN, (l_end, c_end)
+    assert sum(l_rew[-4:]) / 4 >= sum(c_rew[-4:]) / 4 + MIN_GAIN, (l_rew, c_rew)

@@ -157,3 +157,37 @@ def test_weight_push_handles_wrapper_prefixes_and_an_explicit_lm_head(setup):
     torch.testing.assert_close(
         torch.tensor(engine.completion_logprobs(prompt_ids, completion_ids)), want, atol=1e-4, rtol=0
     )
+
+
+def test_lora_push_sends_merged_weights_and_leaves_the_learner_unmerged(setup, tiny_model_dir):
+    """With LoRA the learner pushes base + (alpha/r)·B·A under the base names (lora.merged_weights): the engine's
+    log-probs then equal the adapted learner's, the learner's own base weights stay bitwise the base, and a second
+    push after the adapter changed gives base + the new delta (nothing was merged in for good, in either copy)."""
+    peft = pytest.importorskip("peft")
+    del peft
+    from two_grpo import lora
+    from two_grpo.config import AlgoConfig, LearnerConfig, LoraConfig, ModelConfig
+    from two_grpo.learner.torch_learner import TorchLearner
+    from two_grpo.models import load_model
+
+    engine, _, _ = setup
+    path = str(tiny_model_dir)
+    base = {n: p.detach().clone() for n, p in load_model(path, ModelConfig(path=path)).named_parameters()}
+    model = lora.apply_lora(load_model(path, ModelConfig(path=path)), LoraConfig(r=4, alpha=8.0))
+    learner = TorchLearner(model, LearnerConfig(warmup_steps=0), lr=1e-3, algo=AlgoConfig(), temperature=1.0)
+    prompt_ids, completion_ids = ids_of(engine, PROMPT), ids_of(engine, COMPLETION) + [engine.eos_id]
+    gen = torch.Generator().manual_seed(1)
+    for scale in (0.3, -0.5):  # two different adapters, pushed one after the other
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if ".lora_B." in n:
+                    p.copy_(torch.randn(p.shape, generator=gen) * scale)
+        engine.load_weights(learner.named_weights())
+        want = learner_logprobs(model, prompt_ids, completion_ids)  # the PeftModel, adapter on
+        got = torch.tensor(engine.completion_logprobs(prompt_ids, completion_ids))
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+        plain = load_model(path, ModelConfig(path=path))
+        assert (learner_logprobs(plain, prompt_ids, completion_ids) - want).abs().max() > 1e-2  # the adapter counts
+        live = {lora._base_name(n): p for n, p in model.named_parameters() if ".lora_" not in n}
+        assert live.keys() == base.keys() and all(torch.equal(live[n], base[n]) for n in base)  # never merged
+        assert not any(getattr(m, "merged", False) for m in lora._lora_layers(model).values())

@@ -13,6 +13,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from two_grpo.batch import Prompt, Rollout
 
@@ -229,6 +230,42 @@ def test_engine_log_routing_sends_vllm_warnings_to_the_file_not_stdout(tmp_path,
             logging.getLogger("vllm").removeHandler(h)
     monkeypatch.setenv("VLLM_LOGGING_CONFIG_PATH", "/user/own.json")  # the user's own config wins
     assert engine_log.route_engine_logs(tmp_path, verbose=False) is None
+
+
+def test_console_to_engine_log_moves_fd_level_output_to_the_file_and_back(tmp_path, monkeypatch, capfd):
+    """C++ warnings and progress bars write to fds 1/2 directly, past Python's logging: the redirect catches them
+    (os.write); the console is back afterwards, also when the block raises. (Python's prints go through fd 1 in a
+    real run; under pytest's capture sys.stdout is not fd 1, so tests/integration/test_console_noise_cli.py checks
+    those.)"""
+    import os
+
+    from two_grpo import engine_log
+
+    for key in ("VLLM_LOGGING_CONFIG_PATH", "VLLM_CONFIGURE_LOGGING", "DS_ACCELERATOR"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(engine_log, "_console_log", None)
+    path = engine_log.route_engine_logs(tmp_path, verbose=False)
+    if not torch.cuda.is_available():
+        assert os.environ["DS_ACCELERATOR"] == "cpu"  # DeepSpeed's own CPU fallback, without its WARNING
+    with engine_log.console_to_engine_log() as target:
+        assert target == path
+        os.write(2, b"[W utils.cpp:68] Warning: NUMA binding\n")
+        os.write(1, b"Loading safetensors checkpoint shards: 100%\n")
+    with pytest.raises(RuntimeError, match="engine failed"):
+        with engine_log.console_to_engine_log():
+            raise RuntimeError("engine failed")
+    print("back on the console")
+    out, err = capfd.readouterr()
+    assert out == "back on the console\n" and err == ""
+    assert path.read_text().splitlines() == [
+        "[W utils.cpp:68] Warning: NUMA binding",
+        "Loading safetensors checkpoint shards: 100%",
+    ]
+    engine_log.route_engine_logs(tmp_path, verbose=True)  # verbose: nothing is redirected
+    with engine_log.console_to_engine_log() as target:
+        assert target is None
+        os.write(1, b"shown\n")
+    assert capfd.readouterr().out == "shown\n"
 
 
 # ---- extending a finished run ---------------------------------------------------------------------------------

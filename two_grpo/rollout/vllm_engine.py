@@ -32,6 +32,7 @@ import torch
 
 from two_grpo.batch import Prompt, Rollout
 from two_grpo.config import ConfigError, RolloutConfig
+from two_grpo.engine_log import console_to_engine_log
 from two_grpo.rollout.base import Sampling, make_rollout
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -217,28 +218,31 @@ class VLLMEngine:
         self.dtype = DTYPES[kwargs["dtype"]]
         set_threads, rng = torch.set_num_threads, torch.get_rng_state()
         env_before = {k: os.environ.get(k) for k in ("LD_PRELOAD", "LOCAL_WORLD_SIZE")}
-        from vllm import LLM, SamplingParams
+        # import, build and first call print to the console directly (C++ warnings, a load progress bar): to
+        # engine.log with the log records, unless logger.verbose=true (two_grpo/engine_log.py)
+        with console_to_engine_log():
+            from vllm import LLM, SamplingParams
 
-        self._sampling_params = SamplingParams
-        # every push logs "RotaryEmbedding / ParallelLMHead: Failed to load weights": expected (rotary has no
-        # weights; the tied lm_head is refreshed by _refresh_tied_lm_head), so keep those lines out of the run log
-        logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").setLevel(logging.ERROR)
-        self.t_import_s = time.perf_counter() - t0
-        try:
-            self.llm = LLM(**kwargs)
-        finally:
-            torch.set_num_threads = set_threads  # the CPU worker replaced it with a no-op
-            torch.set_rng_state(rng)  # LLM(seed=...) reseeded the global RNG
-            for key, value in env_before.items():  # set for vLLM's own worker processes; not ours to keep (the
-                if value is None:  # reward workers would inherit LD_PRELOAD, a DeepSpeed learner LOCAL_WORLD_SIZE)
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-        self.t_build_s = time.perf_counter() - t0 - self.t_import_s
-        self.sleep_enabled = bool(kwargs.get("enable_sleep_mode"))
-        self.asleep = False
-        t1 = time.perf_counter()
-        self.generate([Prompt(-1, "1+1=", "2")], [0], Sampling(n=2, temperature=1.0, max_new_tokens=2, seed=0))
+            self._sampling_params = SamplingParams
+            # every push logs "RotaryEmbedding / ParallelLMHead: Failed to load weights": expected (rotary has no
+            # weights; the tied lm_head is refreshed by _refresh_tied_lm_head), so keep those lines out of the run log
+            logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").setLevel(logging.ERROR)
+            self.t_import_s = time.perf_counter() - t0
+            try:
+                self.llm = LLM(**kwargs)
+            finally:
+                torch.set_num_threads = set_threads  # the CPU worker replaced it with a no-op
+                torch.set_rng_state(rng)  # LLM(seed=...) reseeded the global RNG
+                for key, value in env_before.items():  # set for vLLM's own worker processes; not ours to keep (the
+                    if value is None:  # reward workers would inherit LD_PRELOAD, a DeepSpeed learner LOCAL_WORLD_SIZE)
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+            self.t_build_s = time.perf_counter() - t0 - self.t_import_s
+            self.sleep_enabled = bool(kwargs.get("enable_sleep_mode"))
+            self.asleep = False
+            t1 = time.perf_counter()
+            self.generate([Prompt(-1, "1+1=", "2")], [0], Sampling(n=2, temperature=1.0, max_new_tokens=2, seed=0))
         self.t_first_call_s = time.perf_counter() - t1  # first-use kernel compiles
         self.startup_s = time.perf_counter() - t0
 
