@@ -51,7 +51,10 @@ class TinyRecipe:
         return json.loads(self.task)["name"] if self.task else "toy_arith"
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """Cache key: a hash of the recipe with `task` resolved ("" -> the default task's spec, which follows
+        ArithConfig's defaults), so the same warm-start data always gives the same key and new defaults a new one."""
+        fields = {**asdict(self), "task": self.task or task_spec(None)}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]

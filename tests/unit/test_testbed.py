@@ -145,3 +145,16 @@ def test_model_key_follows_the_task_shapes_only():
     rg = recipe_for(TaskConfig(name="reasoning_gym", rg=RGConfig(dataset="basic_arithmetic")))
     assert rg.task_name() == "reasoning_gym" and rg.key() != TinyRecipe().key()
     assert recipe_for(TaskConfig(name="math")) == TinyRecipe()  # no gold generator: the default warm start
+
+
+def test_model_key_is_the_same_for_the_default_task_spelt_out_or_left_empty(monkeypatch):
+    """One recipe, one cache folder: `task=""` and the default task's spec written out (what recipe_for gave when
+    the task config's defaults and ArithConfig's differed) share a key; a change of ArithConfig's defaults, which
+    changes the warm-start data of `task=""`, changes the key."""
+    import two_grpo.tiny_model as tm
+
+    explicit = tm.TinyRecipe(task=tm.task_spec(None))
+    assert explicit.key() == tm.TinyRecipe().key()
+    before, real = tm.TinyRecipe().key(), tm.task_spec
+    monkeypatch.setattr(tm, "task_spec", lambda cfg: real(cfg) if cfg is not None else '{"other": 1}')
+    assert tm.TinyRecipe().key() != before
