@@ -45,6 +45,7 @@ class TinyRecipe:
     # sharpen onto its own best answer (correctness under sampling; format stays right: a digit is a digit).
     digit_smoothing: float = 0.35
     smoothing_at: str = "all"  # all: every answer digit | last: only the answer's last digit (one noisy decision)
+    smoothing_from_step: int = 0  # smooth only from this SFT step on: plain SFT learns the answers, the end flattens
     smoothing_to: str = "uniform"  # uniform: s over the 10 digits | neighbors: s/2 on each of d-1 and d+1 (mod 10)
     seed: int = 0
     version: int = 4
@@ -181,7 +182,8 @@ def _sft(model, tokenizer, recipe: TinyRecipe, progress: Callable[[int, int], No
         attn = (torch.arange(length)[None, :] < torch.tensor([len(r) for r in rows])[:, None]).long()
         logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
         at = last_answer_token_mask(rows, length) if recipe.smoothing_at == "last" else None
-        nll = digit_smoothed_nll(logits, ids[:, 1:], digits, recipe.digit_smoothing, recipe.smoothing_to, at)
+        smoothing = recipe.digit_smoothing if step >= recipe.smoothing_from_step else 0.0
+        nll = digit_smoothed_nll(logits, ids[:, 1:], digits, smoothing, recipe.smoothing_to, at)
         loss = (nll * mask[:, 1:]).sum() / mask[:, 1:].sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()

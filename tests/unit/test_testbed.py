@@ -195,3 +195,16 @@ def test_last_answer_token_mask_marks_the_digit_before_eos():
     at = last_answer_token_mask(rows, length)
     targets = [r[1:] for r in rows]
     assert [tok.convert_ids_to_tokens(t[j]) for t, m in zip(targets, at) for j in m.nonzero().flatten()] == ["9", "2"]
+
+
+def test_smoothing_applies_from_its_step_on(monkeypatch, tmp_path):
+    import two_grpo.tiny_model as tm
+
+    seen, real = [], tm.digit_smoothed_nll
+    monkeypatch.setattr(tm, "digit_smoothed_nll", lambda *a: seen.append(a[3]) or real(*a))
+    recipe = tm.TinyRecipe(
+        sft_steps=4, sft_batch=4, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        digit_smoothing=0.5, smoothing_from_step=2,
+    )  # fmt: skip
+    tm.build(tmp_path / "m", recipe)
+    assert seen == [0.0, 0.0, 0.5, 0.5]
