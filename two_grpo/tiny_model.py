@@ -35,7 +35,7 @@ class TinyRecipe:
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     max_position_embeddings: int = 128
-    sft_steps: int = 1500
+    sft_steps: int = 3000
     sft_batch: int = 128
     sft_lr: float = 3e-3
     task: str = ""  # the warm-start task (`task_spec`); "" = the default arithmetic task
@@ -44,6 +44,9 @@ class TinyRecipe:
     # the right answer as its most likely one but samples wrong digits at temperature 1; RL's first gain is to
     # sharpen onto its own best answer (correctness under sampling; format stays right: a digit is a digit).
     digit_smoothing: float = 0.35
+    smoothing_at: str = "all"  # all: every answer digit | last: only the answer's last digit (one noisy decision)
+    smoothing_from_step: int = 0  # smooth only from this SFT step on: plain SFT learns the answers, the end flattens
+    smoothing_to: str = "uniform"  # uniform: s over the 10 digits | neighbors: s/2 on each of d-1 and d+1 (mod 10)
     seed: int = 0
     version: int = 4
 
@@ -51,7 +54,10 @@ class TinyRecipe:
         return json.loads(self.task)["name"] if self.task else "toy_arith"
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """Cache key: a hash of the recipe with `task` resolved ("" -> the default task's spec, which follows
+        ArithConfig's defaults), so the same warm-start data always gives the same key and new defaults a new one."""
+        fields = {**asdict(self), "task": self.task or task_spec(None)}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
@@ -122,16 +128,35 @@ def sft_pairs_for(spec: str, n: int, seed: int) -> list[tuple[str, str]]:
     return make_task(cfg, None).sft_pairs(n, seed)
 
 
-def digit_smoothed_nll(logits, targets, digits, smoothing: float):
-    """Per-position loss [B, T]: cross-entropy, where the target is a digit against (1 - s) one-hot + s uniform
-    over the 10 digits (logits [B, T, V], targets [B, T], digits [10] token ids)."""
+def digit_smoothed_nll(logits, targets, digits, smoothing: float, to: str = "uniform", at=None):
+    """Per-position loss [B, T]: cross-entropy, where the target is a digit against (1 - s) one-hot + s spread
+    (`to`: uniform over the 10 digits, or neighbors: s/2 on each of the digits one below and one above, mod 10)
+    (logits [B, T, V], targets [B, T], digits [10] token ids, in digit order; `at` [B, T] bool: smooth only
+    there, None = every digit)."""
     logp = torch.log_softmax(logits.float(), dim=-1)
     nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [B, T]
     if smoothing <= 0:
         return nll
     is_digit = torch.isin(targets, digits)  # [B, T]
-    spread = -logp[..., digits].mean(-1)  # [B, T]: cross-entropy against uniform digits
+    if at is not None:
+        is_digit = is_digit & at
+    if to == "uniform":
+        spread = -logp[..., digits].mean(-1)  # [B, T]: cross-entropy against uniform digits
+    elif to == "neighbors":
+        value = (targets[..., None] == digits).long().argmax(-1)  # [B, T]: the target's digit value (0 if none)
+        below, above = digits[(value - 1) % 10], digits[(value + 1) % 10]
+        spread = -0.5 * (logp.gather(-1, below.unsqueeze(-1)) + logp.gather(-1, above.unsqueeze(-1))).squeeze(-1)
+    else:
+        raise ValueError(f"smoothing_to={to!r}: use uniform or neighbors")
     return torch.where(is_digit, (1 - smoothing) * nll + smoothing * spread, nll)
+
+
+def last_answer_token_mask(rows: list[list[int]], length: int):
+    """[B, length - 1] bool over the shifted targets: True at each row's last token before its final EOS."""
+    at = torch.zeros(len(rows), length - 1, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        at[i, len(r) - 3] = True  # r = prompt + answer + [eos]; target j is r[j + 1], so r[-2] is target len - 3
+    return at
 
 
 def _sft(model, tokenizer, recipe: TinyRecipe, progress: Callable[[int, int], None] | None) -> None:
@@ -156,7 +181,9 @@ def _sft(model, tokenizer, recipe: TinyRecipe, progress: Callable[[int, int], No
         mask = torch.tensor([m + [0] * (length - len(m)) for m in masks], dtype=torch.float32)
         attn = (torch.arange(length)[None, :] < torch.tensor([len(r) for r in rows])[:, None]).long()
         logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
-        nll = digit_smoothed_nll(logits, ids[:, 1:], digits, recipe.digit_smoothing)
+        at = last_answer_token_mask(rows, length) if recipe.smoothing_at == "last" else None
+        smoothing = recipe.digit_smoothing if step >= recipe.smoothing_from_step else 0.0
+        nll = digit_smoothed_nll(logits, ids[:, 1:], digits, smoothing, recipe.smoothing_to, at)
         loss = (nll * mask[:, 1:]).sum() / mask[:, 1:].sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()

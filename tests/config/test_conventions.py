@@ -56,7 +56,7 @@ def test_train_help_lists_headline_knobs_with_defaults_and_the_groups(capsys):
     lr = next(x for x in lines if x.strip().startswith("lr "))
     assert "[0.0001]" in lr and "learning rate" in lr  # the composed default (conf/train.yaml), not the schema's
     steps = next(x for x in lines if x.strip().startswith("budget.max_steps "))
-    assert "[600]" in steps and "optimizer steps" in steps
+    assert "[300]" in steps and "optimizer steps" in steps
     algo = next(x for x in lines if x.strip().startswith("algo "))
     assert "grpo*" in algo and "dr_grpo" in algo and "rloo" in algo
     assert any(x.strip().startswith("rollout ") and "vllm" in x and "auto*" in x for x in lines)

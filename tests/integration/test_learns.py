@@ -1,7 +1,7 @@
 """The README's first command learns correctness: `two-grpo train` with no overrides, on builtin:tiny (built on
-first use). Sampled held-out accuracy (k samples at temperature 1) rises (measured on a quiet 2-core CPU: 13.8% ->
-22.1% in 600 steps, 109 s; the issue's +15 points is not reached), the warm start leaves a spread of per-prompt
-difficulty, and format is right from the start (the gain is correctness, not format).
+first use, 3000 SFT steps). Sampled held-out accuracy (k samples at temperature 1) starts in [15%, 50%] and rises by
+>= 15 points in the default 300 steps (measured on a loaded machine: 34.6% -> 66.1%), the warm start
+leaves a spread of per-prompt difficulty, and format is right from the start (the gain is correctness, not format).
 Run: pytest -m slow tests/integration/test_learns.py"""
 
 import json
@@ -27,10 +27,10 @@ def test_default_run_improves_sampled_heldout_correctness_by_15_points(tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     s = json.loads((run_dir / "summary.json").read_text())
     start, end = s["eval/toy_arith/mean@4 (start)"], s["eval/toy_arith/mean@4 (end)"]
-    assert 0.10 <= start <= 0.5, start
-    assert end >= start + 0.05, (start, end)
+    assert 0.15 <= start <= 0.5, start
+    assert end >= start + 0.15, (start, end)
     assert s["eval/toy_arith/format_ok (start)"] > 0.9  # format is not what RL fixes here
-    assert s["eval/toy_arith/correct_given_format (end)"] >= s["eval/toy_arith/correct_given_format (start)"] + 0.05
+    assert s["eval/toy_arith/correct_given_format (end)"] >= s["eval/toy_arith/correct_given_format (start)"] + 0.15
     assert "eval/toy_arith_ood/mean@4 (end)" in s
     prof = json.loads((run_dir / "difficulty_start.json").read_text())
     assert prof["frac_mixed"] >= 0.3, prof["histogram"]

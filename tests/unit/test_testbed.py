@@ -145,3 +145,66 @@ def test_model_key_follows_the_task_shapes_only():
     rg = recipe_for(TaskConfig(name="reasoning_gym", rg=RGConfig(dataset="basic_arithmetic")))
     assert rg.task_name() == "reasoning_gym" and rg.key() != TinyRecipe().key()
     assert recipe_for(TaskConfig(name="math")) == TinyRecipe()  # no gold generator: the default warm start
+
+
+def test_model_key_is_the_same_for_the_default_task_spelt_out_or_left_empty(monkeypatch):
+    """One recipe, one cache folder: `task=""` and the default task's spec written out (what recipe_for gave when
+    the task config's defaults and ArithConfig's differed) share a key; a change of ArithConfig's defaults, which
+    changes the warm-start data of `task=""`, changes the key."""
+    import two_grpo.tiny_model as tm
+
+    explicit = tm.TinyRecipe(task=tm.task_spec(None))
+    assert explicit.key() == tm.TinyRecipe().key()
+    before, real = tm.TinyRecipe().key(), tm.task_spec
+    monkeypatch.setattr(tm, "task_spec", lambda cfg: real(cfg) if cfg is not None else '{"other": 1}')
+    assert tm.TinyRecipe().key() != before
+
+
+def test_digit_smoothed_nll_matches_the_hand_written_cross_entropies():
+    """Vocabulary of 12 tokens, digits are ids 2..11 (digit d = id d+2); logits[v] = v/4 at every position."""
+    import math
+
+    import torch
+
+    from two_grpo.tiny_model import digit_smoothed_nll
+
+    digits = torch.arange(2, 12)
+    logits = (torch.arange(12, dtype=torch.float32) / 4).expand(1, 3, 12).clone()
+    logz = math.log(sum(math.exp(v / 4) for v in range(12)))
+    nll = [logz - v / 4 for v in range(12)]  # -log p(v)
+    targets = torch.tensor([[1, 2 + 5, 2 + 0]])  # a non-digit, the digit 5, the digit 0
+    s = 0.4
+    plain = digit_smoothed_nll(logits, targets, digits, 0.0)
+    assert torch.allclose(plain, torch.tensor([[nll[1], nll[7], nll[2]]]))
+    uniform = digit_smoothed_nll(logits, targets, digits, s)
+    spread = sum(nll[2:]) / 10
+    assert torch.allclose(uniform, torch.tensor([[nll[1], 0.6 * nll[7] + s * spread, 0.6 * nll[2] + s * spread]]))
+    neigh = digit_smoothed_nll(logits, targets, digits, s, to="neighbors")  # 5 -> 4, 6; 0 -> 9, 1 (mod 10)
+    want = [nll[1], 0.6 * nll[7] + s * (nll[6] + nll[8]) / 2, 0.6 * nll[2] + s * (nll[11] + nll[3]) / 2]
+    assert torch.allclose(neigh, torch.tensor([want]))
+    only_last = digit_smoothed_nll(logits, targets, digits, s, at=torch.tensor([[False, False, True]]))
+    assert torch.allclose(only_last, torch.tensor([[nll[1], nll[7], 0.6 * nll[2] + s * spread]]))
+
+
+def test_last_answer_token_mask_marks_the_digit_before_eos():
+    from two_grpo.tiny_model import build_tokenizer, last_answer_token_mask
+
+    tok = build_tokenizer()
+    rows = [tok.convert_tokens_to_ids(list(q + a)) + [tok.eos_token_id] for q, a in (("12+7=", "19"), ("3-5=", "-2"))]
+    length = max(map(len, rows))
+    at = last_answer_token_mask(rows, length)
+    targets = [r[1:] for r in rows]
+    assert [tok.convert_ids_to_tokens(t[j]) for t, m in zip(targets, at) for j in m.nonzero().flatten()] == ["9", "2"]
+
+
+def test_smoothing_applies_from_its_step_on(monkeypatch, tmp_path):
+    import two_grpo.tiny_model as tm
+
+    seen, real = [], tm.digit_smoothed_nll
+    monkeypatch.setattr(tm, "digit_smoothed_nll", lambda *a: seen.append(a[3]) or real(*a))
+    recipe = tm.TinyRecipe(
+        sft_steps=4, sft_batch=4, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        digit_smoothing=0.5, smoothing_from_step=2,
+    )  # fmt: skip
+    tm.build(tmp_path / "m", recipe)
+    assert seen == [0.0, 0.0, 0.5, 0.5]
