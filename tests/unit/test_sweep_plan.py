@@ -220,3 +220,27 @@ def test_a_failing_member_returns_its_exit_code_instead_of_raising(tmp_path):
     assert out["rc"] == 2 and "unknown config key" in (tmp_path / "bad-s0" / "train.log").read_text()
     out = run_member(SimpleNamespace(member="missing", plan=str(tmp_path / "plan.json")))
     assert out["rc"] == -1 and "StopIteration" in out["error"]
+
+
+def test_parallel_members_split_the_cores_unless_the_user_set_threads():
+    from two_grpo.sweep_job import member_threads_env
+
+    assert member_threads_env({}, 1, 2) == {}  # one member at a time: torch's default (all cores)
+    assert member_threads_env({}, 2, 2)["OMP_NUM_THREADS"] == "1"
+    assert member_threads_env({}, 2, 16)["OMP_NUM_THREADS"] == "8"
+    assert member_threads_env({}, 3, 2)["OMP_NUM_THREADS"] == "1"  # never 0
+    assert member_threads_env({"OMP_NUM_THREADS": "2"}, 2, 2)["OMP_NUM_THREADS"] == "2"  # the user's choice wins
+
+
+def test_omp_num_threads_sets_torchs_intra_op_threads_in_a_member_process():
+    import os
+    import subprocess
+    import sys
+
+    from two_grpo.sweep_job import member_threads_env
+
+    env = member_threads_env({k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, 2, 2)
+    out = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "1"
