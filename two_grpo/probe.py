@@ -129,6 +129,14 @@ def recommend(rows: list[GroupSizeRow]) -> int:
     return max(rows, key=lambda r: r.grad_rollouts_per_1k).group_size
 
 
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of a share p over n draws, floored at p = 0.5/n so that it never vanishes at p = 0 or 1
+    (a prediction of 0% and one zero-variance group in 512 is within sampling error, not z = 10^4)."""
+    floor = 0.5 / n
+    q = min(max(p, floor), 1.0 - floor)
+    return math.sqrt(q * (1.0 - q) / n)
+
+
 def check_against_run(run_dir: Path, rows: list[GroupSizeRow], batches: int) -> dict[str, float]:
     """Observed zero-variance fraction over a run's first `batches` rollout batches vs the probe's prediction at
     the run's group size; z = difference / combined standard error (binomial over the run's groups)."""
@@ -149,7 +157,7 @@ def check_against_run(run_dir: Path, rows: list[GroupSizeRow], batches: int) -> 
     observed = sum(seen.values()) / len(seen)
     predicted = 1.0 - row.signal_frac
     n_groups = prompts * len(seen)
-    se = math.sqrt(max(predicted * (1 - predicted), 1e-12) / n_groups + row.signal_frac_se**2)
+    se = math.hypot(binomial_se(predicted, n_groups), row.signal_frac_se)
     return {
         "group_size": group_size,
         "rollout_batches": len(seen),

@@ -319,7 +319,7 @@ def probe_rows(configs: list[Config], probe: dict[str, Any]) -> list[dict[str, A
     """Per configuration at a probed G (resampling members left out: their logged fraction is after re-drawing):
     the prediction against its runs' first rollout batch, pooled over seeds."""
     from two_grpo.config import ConfigError
-    from two_grpo.probe import GroupSizeRow, check_against_run
+    from two_grpo.probe import GroupSizeRow, binomial_se, check_against_run
 
     table = [GroupSizeRow(**r) for r in probe["table"]]
     sizes = {r.group_size for r in table}
@@ -339,7 +339,7 @@ def probe_rows(configs: list[Config], probe: dict[str, Any]) -> list[dict[str, A
         observed = sum(k["observed_zero_var_frac"] * k["groups"] for k in checks) / groups
         predicted = checks[0]["predicted_zero_var_frac"]
         row = next(r for r in table if r.group_size == checks[0]["group_size"])
-        se = math.sqrt(max(predicted * (1 - predicted), 1e-12) / groups + row.signal_frac_se**2)
+        se = math.hypot(binomial_se(predicted, groups), row.signal_frac_se)
         out.append(
             {
                 "config": c.name,

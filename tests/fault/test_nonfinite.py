@@ -43,7 +43,7 @@ def test_non_finite_loss_skips_the_update(monkeypatch, poison):
     learner = _learner()
     scale = {"v": 1.0}
 
-    def loss_fn(model, micro, algo, temperature, n_tok, n_seq, *chunking):
+    def loss_fn(model, micro, algo, temperature, n_tok, n_seq, *chunking, **forward_kwargs):
         loss = model(torch.ones(3, 4)).sum() * scale["v"]
         return loss, {"loss/policy": float(loss.detach())}
 

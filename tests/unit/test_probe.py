@@ -83,3 +83,13 @@ def test_probe_args():
         split_probe_args(["probe.promts=8"])
     with pytest.raises(ValueError, match="probe.samples='many': expected int"):
         split_probe_args(["probe.samples=many"])
+
+
+def test_binomial_se_never_vanishes_at_a_share_of_zero_or_one():
+    from two_grpo.probe import binomial_se
+
+    assert binomial_se(0.25, 100) == pytest.approx(math.sqrt(0.25 * 0.75 / 100))  # by hand, unfloored
+    floor = math.sqrt((0.5 / 512) * (1 - 0.5 / 512) / 512)  # p floored at 0.5/n
+    assert binomial_se(0.0, 512) == pytest.approx(floor) and binomial_se(1.0, 512) == pytest.approx(floor)
+    assert abs(1 / 512 - 0.0) / binomial_se(0.0, 512) < 2  # one zero-variance group in 512 against 0% predicted
+    assert abs(10 / 512 - 0.0) / binomial_se(0.0, 512) > 2  # ten is not
