@@ -107,15 +107,21 @@ class TorchLearner:
         parameters and optimizer state are untouched and the gradients are cleared again."""
         assert self.noise is not None, "noise_reference needs diagnostics.grad_noise with grad_noise_sets >= 2"
         self.optimizer.zero_grad(set_to_none=True)
-        n_tok, n_seq = batch.n_tokens, float(len(batch))
         for _, micro in self._micro_batches(batch):
-            loss, _ = micro_batch_loss(
-                self.model, self._to_device(micro), self.algo, self.temperature, n_tok, n_seq,
-                self.cfg.logits_chunk_tokens,
-            )  # fmt: skip
-            loss.backward()
+            self._backward(micro, batch.n_tokens, float(len(batch)))
         self.noise.set_reference(self.params)
         self.optimizer.zero_grad(set_to_none=True)
+
+    def _backward(self, micro: TrainBatch, n_tok: float, n_seq: float) -> dict[str, torch.Tensor]:
+        """Loss of one micro-batch (normalised by its mini-batch's `n_tok` tokens / `n_seq` rows), backward into
+        the accumulated gradients; returns its metrics."""
+        with self.compiled:
+            loss, metrics = micro_batch_loss(
+                self.model, self._to_device(micro), self.algo, self.temperature, n_tok, n_seq,
+                self.cfg.logits_chunk_tokens, **self.forward_kwargs,
+            )  # fmt: skip
+            loss.backward()
+        return metrics
 
     def train_minibatch(self, mb: TrainBatch) -> dict[str, float]:
         """One optimizer step on mini-batch `mb`; returns loss/optim metrics."""
@@ -125,13 +131,7 @@ class TorchLearner:
         sets = self.noise.sets(mb) if self.noise is not None else [mb]  # disjoint sets of whole groups
         for part in sets:
             for _, micro in self._micro_batches(part):
-                with self.compiled:
-                    loss, metrics = micro_batch_loss(
-                        self.model, self._to_device(micro), self.algo, self.temperature, n_tok, n_seq,
-                        self.cfg.logits_chunk_tokens, **self.forward_kwargs,
-                    )  # fmt: skip
-                    loss.backward()
-                accumulate(sums, metrics)
+                accumulate(sums, self._backward(micro, n_tok, n_seq))
             if self.noise is not None:
                 self.noise.after_set(part, self.params, n_tok, n_seq)
         noise_metrics = self.noise.finish() if self.noise is not None else {}
