@@ -202,6 +202,7 @@ def write_plan(
     proj: dict,
     sweep_command: list[str],
     parallel: int = 1,
+    launcher: str = "submitit_local",
 ):
     sweep_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -219,6 +220,7 @@ def write_plan(
         "min_effect": preset.min_effect,
         "comparisons": preset.comparisons,
         "parallel": parallel,
+        "launcher": launcher,
         "sweep_command": sweep_command,
         "members": rows,
     }
@@ -305,7 +307,7 @@ def run_sweep(keys, preset, members, proj, sweep_dir: Path, cli, hydra, command:
         if preset.show_advantages:
             print_advantage_examples(members, proj)
         return 0
-    plan_path = write_plan(sweep_dir, keys["sweep"], preset, members, proj, command, keys["parallel"])
+    plan_path = write_plan(sweep_dir, keys["sweep"], preset, members, proj, command, keys["parallel"], keys["launcher"])
     status = {m.run_id: member_status(sweep_dir / m.run_id) for m in members}
     todo = [m.run_id for m in members if status[m.run_id] in ("new", "unfinished")]
     skipped = [r for r, s in status.items() if s == "done"]

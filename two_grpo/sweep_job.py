@@ -22,14 +22,15 @@ ATTEMPTS_DIR = "attempts"
 JOB_CONFIG = "two_grpo_sweep_job"
 
 
-def member_threads_env(env: dict[str, str], parallel: int, cpus: int | None) -> dict[str, str]:
-    """CPU threads per member when `parallel` members share this machine's `cpus` cores.
+def member_threads_env(env: dict[str, str], parallel: int, cpus: int | None, launcher: str) -> dict[str, str]:
+    """CPU threads per member when `parallel` members share this machine's `cpus` cores (the local launcher;
+    on Slurm every member has its own allocation).
 
     torch starts one intra-op thread per core in every process, so 2 members on 2 cores run 4 spinning OpenMP
     threads and each step can be many times slower (measured: 0.3 s -> 5.8 s per step on 2 cores). Each member
     gets cpus // parallel threads (at least 1) through OMP_NUM_THREADS, unless the user set it.
     """
-    if parallel <= 1 or "OMP_NUM_THREADS" in env:
+    if parallel <= 1 or launcher != "submitit_local" or "OMP_NUM_THREADS" in env:
         return env
     return {**env, "OMP_NUM_THREADS": str(max(1, (cpus or 1) // parallel))}
 
@@ -91,7 +92,9 @@ def run_member(cfg: Any) -> dict[str, Any]:
         extra = prepare_unfinished_member(member_dir)
         member_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "two_grpo.cli", *member["command"][1:], *extra]
-        env = member_threads_env(dict(os.environ), int(plan.get("parallel", 1)), os.cpu_count())
+        env = member_threads_env(
+            dict(os.environ), int(plan.get("parallel", 1)), os.cpu_count(), plan.get("launcher", "submitit_local")
+        )
         env["TWO_GRPO_SWEEP_MEMBER"] = member["run_id"]
         env.update(
             {"TWO_GRPO_SWEEP_NAME": plan.get("preset", ""), "TWO_GRPO_SWEEP_MEMBER_NAME": member.get("name", "")}

@@ -225,11 +225,13 @@ def test_a_failing_member_returns_its_exit_code_instead_of_raising(tmp_path):
 def test_parallel_members_split_the_cores_unless_the_user_set_threads():
     from two_grpo.sweep_job import member_threads_env
 
-    assert member_threads_env({}, 1, 2) == {}  # one member at a time: torch's default (all cores)
-    assert member_threads_env({}, 2, 2)["OMP_NUM_THREADS"] == "1"
-    assert member_threads_env({}, 2, 16)["OMP_NUM_THREADS"] == "8"
-    assert member_threads_env({}, 3, 2)["OMP_NUM_THREADS"] == "1"  # never 0
-    assert member_threads_env({"OMP_NUM_THREADS": "2"}, 2, 2)["OMP_NUM_THREADS"] == "2"  # the user's choice wins
+    local = "submitit_local"
+    assert member_threads_env({}, 1, 2, local) == {}  # one member at a time: torch's default (all cores)
+    assert member_threads_env({}, 2, 2, local)["OMP_NUM_THREADS"] == "1"
+    assert member_threads_env({}, 2, 16, local)["OMP_NUM_THREADS"] == "8"
+    assert member_threads_env({}, 3, 2, local)["OMP_NUM_THREADS"] == "1"  # never 0
+    assert member_threads_env({"OMP_NUM_THREADS": "2"}, 2, 2, local)["OMP_NUM_THREADS"] == "2"  # the user's wins
+    assert member_threads_env({}, 8, 64, "submitit_slurm") == {}  # Slurm: each member has its own allocation
 
 
 def test_omp_num_threads_sets_torchs_intra_op_threads_in_a_member_process():
@@ -239,7 +241,8 @@ def test_omp_num_threads_sets_torchs_intra_op_threads_in_a_member_process():
 
     from two_grpo.sweep_job import member_threads_env
 
-    env = member_threads_env({k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, 2, 2)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env = member_threads_env(env, 2, 2, "submitit_local")
     out = subprocess.run(
         [sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env, capture_output=True, text=True
     )
