@@ -135,6 +135,9 @@ class RolloutConfig:
     sleep_level: int = 1  # 1 = offload weights to host, drop KV cache (the only level allowed: 2 drops the weights)
     tensor_parallel_size: int = 1  # >1: run under torchrun; each rank hosts its shard (external launcher)
     cache_dir: str = ""  # vLLM + inductor caches; "" -> <project cache>/vllm ($TWO_GRPO_CACHE or ~/.cache/two_grpo)
+    # HF engine: lean = our loop over the KV cache (rollout/lean_sampler.py; same tokens as generate at a seed, and
+    # the sampling log-probs), generate = transformers generate (README: Performance)
+    hf_sampler: str = "lean"
 
 
 @dataclass
@@ -323,6 +326,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     ),  # plus installed `two_grpo.tasks` entry points (validate_plugins)
     "rollout.backend": ("auto", "hf", "vllm"),
     "rollout.dtype": ("auto", "float32", "bfloat16", "float16"),
+    "rollout.hf_sampler": ("lean", "generate"),
     "learner.backend": ("torch", "deepspeed"),
     "learner.adamw_impl": ("default", "for_loop", "foreach", "fused"),
     "algo.advantage": ("grpo", "dr_grpo", "batch_std", "sign", "rloo"),
