@@ -13,7 +13,7 @@ Sections:
             (--repeats, default 3; the other sections use max(2, repeats - 1) to fit in 15 minutes);
 - roofline  the matmul peak at each workload's own shapes, and the model-FLOP utilisation of ours, TRL and the
             limit (learner, sampler, whole step) against it; `--sections roofline --quick` alone takes < 2 min;
-- sampler   the HF engine's samplers side by side (rollout.hf_sampler=generate vs lean): rollout tokens/s and the
+- sampler   the HF engine's samplers side by side (rollout.hf_sampler=generate, lean, fused): rollout tokens/s and the
             sampler's model-FLOP utilisation of the matmul peak, interleaved repeats, medians (limit jobs: the same
             prompts and seeds, so both samplers draw the same tokens);
 - opt       before/after of each optimisation (learner.sort_by_length, learner.skip_onpolicy_logprob, and the
@@ -206,13 +206,15 @@ def roofline(row: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ sampler
-SAMPLERS = ("generate", "lean")
+SAMPLERS = ("generate", "lean", "fused")
 
 
 def section_sampler(args, log: Path) -> dict[str, Any]:
     """Per workload: the matmul peak at its shapes, then `limit` jobs (bare generation + learner step, only the
-    generation counted here) with rollout.hf_sampler=generate and =lean, interleaved in a rotated order per repeat.
-    Reports the median rollout seconds per step, tokens/s, sampler utilisation and lean / generate speed-up."""
+    generation counted here) with each rollout.hf_sampler, interleaved in a rotated order per repeat.
+    Reports the median rollout seconds per step, tokens/s, sampler utilisation and the speed-up over generate.
+    Model FLOPs are counted as two_grpo/flops.py does (each rollout's prompt prefilled once), so a sampler that
+    shares a group's prefill does fewer FLOPs than counted: its utilisation is an effective one."""
     out: dict[str, Any] = {}
     for name, base in COMPARE.items():
         if args.workloads and not any(name.startswith(k) for k in args.workloads.split(",")):
@@ -223,7 +225,7 @@ def section_sampler(args, log: Path) -> dict[str, Any]:
         runs = {s: {**w, "extra": ["rollout.backend=hf", f"rollout.hf_sampler={s}"]} for s in SAMPLERS}
         reps: dict[str, list[dict[str, Any]]] = {s: [] for s in SAMPLERS}
         for rep in range(args.repeats):
-            order = SAMPLERS[rep % 2 :] + SAMPLERS[: rep % 2]
+            order = SAMPLERS[rep % len(SAMPLERS) :] + SAMPLERS[: rep % len(SAMPLERS)]
             for s in order:
                 reps[s].append(run_job("limit", [runs[s]], log)[0])
             print(f"  sampler {name} rep {rep + 1}/{args.repeats}: done", flush=True)
@@ -238,7 +240,8 @@ def section_sampler(args, log: Path) -> dict[str, Any]:
                 "tokens_per_s": lim["gen_tokens_per_step"] / lim["gen_s"],
                 "sampler_util": lim["sampler_flops_per_step"] / lim["gen_s"] / peak,
             }
-        row["speedup"] = row["generate"]["gen_s"] / row["lean"]["gen_s"]  # ratio of medians of interleaved repeats
+        for s in SAMPLERS:  # ratio of medians of interleaved repeats
+            row[s]["speedup"] = row["generate"]["gen_s"] / row[s]["gen_s"]
         out[name] = row
     return out
 
@@ -482,13 +485,13 @@ def markdown(res: dict[str, Any]) -> str:
             "### HF engine sampler: transformers generate vs the lean loop (`rollout.hf_sampler`)",
             "",
             "| workload | sampler | rollout s/step (median) | gen tokens/step | rollout tok/s | sampler util | "
-            "lean / generate |",
+            "vs generate |",
             "|---|---|---|---|---|---|---|",
         ]
         for name, r in res["sampler"].items():
             for s in SAMPLERS:
                 x = r[s]
-                sp = f"{r['speedup']:.2f}x" if s == "lean" else ""
+                sp = f"{x['speedup']:.2f}x"
                 lines.append(
                     f"| {name} | {s} | {fmt(x['gen_s'], 4)} | {x['gen_tokens_per_step']:.0f} | "
                     f"{x['tokens_per_s']:.0f} | {100 * x['sampler_util']:.1f}% | {sp} |"

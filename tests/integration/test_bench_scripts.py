@@ -81,12 +81,12 @@ def test_bench_sampler_section_compares_generate_and_lean_on_the_same_tokens(tmp
     p = run_script("bench.py", "--quick", "--no-trl", "--workloads", "tiny", "--sections", "sampler", "--out", str(out))
     assert "### HF engine sampler" in p.stdout
     (r,) = json.loads((out / "results.json").read_text())["sampler"].values()
-    gen, lean = r["generate"], r["lean"]
+    gen, lean = r["generate"], r["fused"]
     # the same seeds give the same tokens (up to a rare float-rounding flip: lean runs finished rows out of the batch)
     assert (
         lean["gen_tokens_per_step"] == pytest.approx(gen["gen_tokens_per_step"], rel=0.05)
         and lean["gen_tokens_per_step"] > 0
     )
-    assert r["speedup"] == pytest.approx(gen["gen_s"] / lean["gen_s"])
-    for x in (gen, lean):
-        assert 0 < x["sampler_util"] < 1 and x["tokens_per_s"] == pytest.approx(x["gen_tokens_per_step"] / x["gen_s"])
+    assert lean["speedup"] == pytest.approx(gen["gen_s"] / lean["gen_s"]) and gen["speedup"] == 1
+    for x in (gen, r["lean"], lean):  # effective utilisation (shared prefills count as done): may exceed 1
+        assert 0 < x["sampler_util"] < 10 and x["tokens_per_s"] == pytest.approx(x["gen_tokens_per_step"] / x["gen_s"])

@@ -17,6 +17,7 @@ from two_grpo.config import ConfigError, ModelConfig
 from two_grpo.learner.step import forward_logprobs
 from two_grpo.models import load_model, load_tokenizer
 from two_grpo.rollout.base import Sampling
+from two_grpo.rollout.fused_decode import fused_reason
 from two_grpo.rollout.hf_engine import HFEngine
 from two_grpo.rollout.lean_sampler import lean_generate, process_scores, unsupported_reason
 
@@ -67,28 +68,36 @@ def stops_vary(tokens, eos):
     return len(first - {-1}) >= 2
 
 
-@pytest.mark.parametrize("drop_finished,cache", [(False, "dynamic"), (True, "dynamic"), (False, "static")])
-def test_greedy_tokens_equal_generate_with_eos_stops(tiny, drop_finished, cache):
+VARIANTS = [  # the loop's options: rows dropped or not, HF cache kinds, shared prefill, fused decode
+    dict(drop_finished=False, share_prompts=False),
+    dict(drop_finished=True, share_prompts=False),
+    dict(drop_finished=True),
+    dict(drop_finished=False, cache="static"),
+    dict(drop_finished=True, fused=True),
+    dict(drop_finished=False, fused=True, share_prompts=False),
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_greedy_tokens_equal_generate_with_eos_stops(tiny, variant):
     model, tok = tiny
     x, m = padded(tok, PROMPTS, repeat=1)
     eos = tok.eos_token_id
     ref = hf_generate(model, x, m, 10, 0, 0, 1.0, eos, tok.pad_token_id, seed=0)
-    got, _ = lean(model, x, m, 10, 0, 0, 1.0, eos, tok.pad_token_id, 0, drop_finished=drop_finished, cache=cache)
+    got, _ = lean(model, x, m, 10, 0, 0, 1.0, eos, tok.pad_token_id, 0, **variant)
     assert stops_vary(ref, eos)  # the EOS stop and the padding after it are exercised
     assert torch.equal(got, ref)
 
 
 @pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.8), (0.9, 7, 0.6)])
-@pytest.mark.parametrize("drop_finished,cache", [(False, "dynamic"), (True, "dynamic"), (False, "static")])
-def test_sampled_tokens_equal_generate_at_a_seed(tiny, temperature, top_k, top_p, drop_finished, cache):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_sampled_tokens_equal_generate_at_a_seed(tiny, temperature, top_k, top_p, variant):
     model, tok = tiny
     x, m = padded(tok, PROMPTS)
     eos, pad = tok.eos_token_id, tok.pad_token_id
     for seed in (0, 1):
         ref = hf_generate(model, x, m, 10, temperature, top_k, top_p, eos, pad, seed)
-        got, _ = lean(
-            model, x, m, 10, temperature, top_k, top_p, eos, pad, seed, drop_finished=drop_finished, cache=cache
-        )
+        got, _ = lean(model, x, m, 10, temperature, top_k, top_p, eos, pad, seed, **variant)
         assert stops_vary(ref, eos)
         assert torch.equal(got, ref), (seed, (got != ref).sum())
 
@@ -108,9 +117,10 @@ def test_process_scores_equal_hf_warpers_in_hf_order():
     assert torch.isfinite(process_scores(logits, 1.0, 1, 1.0)).sum(-1).ge(1).all()
 
 
-def test_logprobs_equal_the_learners_on_the_same_sequences(tiny):
+@pytest.mark.parametrize("sampler,atol", [("lean", 2e-5), ("fused", 1e-4)])
+def test_logprobs_equal_the_learners_on_the_same_sequences(tiny, sampler, atol):
     model, tok = tiny
-    engine = HFEngine(model, tok, max_prompt_tokens=32, sampler="lean")
+    engine = HFEngine(model, tok, max_prompt_tokens=32, sampler=sampler)
     prompts = [Prompt(i, t, "") for i, t in enumerate(PROMPTS)]
     temperature = 0.7
     rollouts = engine.generate(prompts, list(range(len(prompts))), Sampling(4, temperature, max_new_tokens=8, seed=3))
@@ -122,7 +132,7 @@ def test_logprobs_equal_the_learners_on_the_same_sequences(tiny):
         learner, _ = forward_logprobs(model, batch, temperature)
     mask = batch.loss_mask.bool()
     assert mask.sum() > 20
-    assert torch.allclose(batch.behav_logp[mask], learner[mask], atol=2e-5, rtol=0)
+    assert torch.allclose(batch.behav_logp[mask], learner[mask], atol=atol, rtol=0)
     # the temperature matters: at T=1 the learner's log-probs are different
     with torch.no_grad():
         other, _ = forward_logprobs(model, batch, 1.0)
@@ -181,6 +191,9 @@ def test_lora_model_lean_equals_generate(tiny_model_dir):
     with model.disable_adapter():  # the adapter is in the samples: without it they differ
         base, _ = lean(model, x, m, 8, 1.0, 0, 1.0, tok.eos_token_id, tok.pad_token_id, 5)
     assert not torch.equal(got, base)
+    assert "PeftModel" in fused_reason(model)  # fused decode does not know the adapter: the HF forward runs
+    got, _ = lean(model, x, m, 8, 1.0, 0, 1.0, tok.eos_token_id, tok.pad_token_id, 5, fused=True)
+    assert torch.equal(got, ref)
 
 
 class NoCacheLM(torch.nn.Module):
@@ -226,7 +239,55 @@ def test_models_without_a_cache_fall_back_to_generate_with_a_reason(tiny, wrappe
 
 
 def test_hf_sampler_key_is_checked(compose):
-    assert compose([]).rollout.hf_sampler == "lean"
+    assert compose([]).rollout.hf_sampler == "fused"
+    assert compose(["rollout.hf_sampler=lean"]).rollout.hf_sampler == "lean"
     assert compose(["rollout.hf_sampler=generate"]).rollout.hf_sampler == "generate"
     with pytest.raises(ConfigError, match="rollout.hf_sampler"):
         compose(["rollout.hf_sampler=fast"])
+
+
+def test_prefill_runs_each_distinct_prompt_once(tiny):
+    model, tok = tiny
+    x, m = padded(tok, PROMPTS, repeat=3)  # 18 rows, 6 distinct prompts
+    seen = []
+    hook = model.register_forward_pre_hook(lambda mod, args, kw: seen.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        lean_generate(model, x, m, 4, 1.0, 0, 1.0, -1, tok.pad_token_id, drop_finished=False)
+        assert seen[0] == (6, x.shape[1]) and all(s == (18, 1) for s in seen[1:]) and len(seen) == 4
+        seen.clear()
+        lean_generate(model, x, m, 4, 1.0, 0, 1.0, -1, tok.pad_token_id, fused=True)
+        assert seen == [(6, x.shape[1])]  # the decode steps ran fused, not through the HF module
+    finally:
+        hook.remove()
+
+
+def random_lm(kind):
+    """A random plain decoder of another shape: Qwen2 (q/k/v biases) or Llama (no biases), GQA, head_dim 16."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=100, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, eos_token_id=2)  # fmt: skip
+    config = Qwen2Config(**common) if kind == "qwen2" else LlamaConfig(**common, head_dim=16)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "llama"])
+def test_fused_decode_matches_the_hf_module(tiny, kind):
+    _, tok = tiny
+    model = random_lm(kind)
+    assert fused_reason(model) is None
+    x, m = padded(tok, PROMPTS)
+    for temperature in (0, 1.0):
+        ref = hf_generate(model, x, m, 12, temperature, 0, 1.0, -1, 0, seed=2)
+        got, logps = lean(model, x, m, 12, temperature, 0, 1.0, -1, 0, 2, fused=True)
+        assert torch.equal(got, ref)
+        _, hf_logps = lean(model, x, m, 12, temperature, 0, 1.0, -1, 0, 2)
+        assert torch.allclose(logps, hf_logps, atol=1e-4, rtol=0) and logps.abs().max() > 1
+
+
+def test_fused_reason_names_what_it_does_not_support(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, GPT2Config
+
+    gpt2 = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))
+    assert "GPT2LMHeadModel" in fused_reason(gpt2) and unsupported_reason(gpt2) is None

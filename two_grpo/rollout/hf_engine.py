@@ -2,10 +2,11 @@
 
 It samples from the learner's own module (no copy, so weight sync is free and exact). Prompts are left-padded
 and each prompt is repeated `n` times; sampling runs under a forked RNG seeded per call, so a rollout batch
-is reproducible from (seed, weights) and the trainer's RNG stream is untouched. `sampler`: lean (default;
-rollout/lean_sampler.py, our loop over the KV cache: the same tokens as `generate` at a seed, faster on small
-models, and it reports the sampling log-probs) or generate (transformers `generate`). A model the lean loop
-cannot run falls back to `generate`, with one warning that says why.
+is reproducible from (seed, weights) and the trainer's RNG stream is untouched. `sampler`: lean
+(rollout/lean_sampler.py, our loop over the KV cache: the same tokens as `generate` at a seed, faster on small
+models, and it reports the sampling log-probs), fused (default: lean with rollout/fused_decode.py's decode step
+for plain Qwen2/Llama models, else lean's) or generate (transformers `generate`). A model the lean loop cannot
+run falls back to `generate`, with one warning that says why.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ class HFEngine:
     name = "hf"
 
     def __init__(
-        self, model: Any, tokenizer: Any, max_prompt_tokens: int, rollouts_per_call: int = 512, sampler: str = "lean"
+        self, model: Any, tokenizer: Any, max_prompt_tokens: int, rollouts_per_call: int = 512, sampler: str = "fused"
     ):
-        if sampler not in ("lean", "generate"):
-            raise ConfigError(f"rollout.hf_sampler={sampler!r}: use lean or generate")
+        if sampler not in ("fused", "lean", "generate"):
+            raise ConfigError(f"rollout.hf_sampler={sampler!r}: use fused, lean or generate")
         self.model, self.tokenizer, self.sampler = model, tokenizer, sampler
         self.max_prompt_tokens, self.rollouts_per_call = max_prompt_tokens, rollouts_per_call
         self.eos_id = tokenizer.eos_token_id
@@ -105,17 +106,18 @@ class HFEngine:
         return rollouts
 
     def _use_lean(self) -> bool:
-        if self.sampler != "lean":
+        if self.sampler == "generate":
             return False
         from two_grpo.rollout.lean_sampler import unsupported_reason
 
         reason = unsupported_reason(self.model)
         if reason:
             self._fall_back(reason)
-        return self.sampler == "lean"
+        return self.sampler != "generate"
 
     def _fall_back(self, reason: str) -> None:
-        warnings.warn(f"rollout.hf_sampler=lean: {reason}; sampling with transformers generate instead", stacklevel=3)
+        msg = f"rollout.hf_sampler={self.sampler}: {reason}; sampling with transformers generate instead"
+        warnings.warn(msg, stacklevel=3)
         self.sampler = "generate"
 
     def _lean(self, input_ids: torch.Tensor, attention: torch.Tensor, sampling: Sampling):
@@ -126,7 +128,7 @@ class HFEngine:
             with torch.inference_mode():  # measured faster than no_grad; nothing sampled here reaches autograd
                 tokens, logps = lean_generate(
                     self.model, input_ids, attention, sampling.max_new_tokens, sampling.temperature, sampling.top_k,
-                    sampling.top_p, self.eos_id, self.pad_id,
+                    sampling.top_p, self.eos_id, self.pad_id, fused=self.sampler == "fused",
                 )  # fmt: skip
         except LeanUnsupported as e:
             self._fall_back(str(e))

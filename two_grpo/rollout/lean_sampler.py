@@ -6,8 +6,12 @@ batch once, then one forward per generated token over the model's cache.
 
 Shapes: B rows, P prompt width (left-padded), N = max_new_tokens, V vocabulary.
 - prefill: input_ids [B, P], attention_mask [B, P] (0 on left padding), position_ids = cumsum(mask) - 1 with
-  padding set to 0 (as `generate` builds them), logits of the last position only.
-- decode step t: the last tokens [B', 1] at position P_real + t, the mask grown by a column of ones.
+  padding set to 0 (as `generate` builds them), logits of the last position only. With `share_prompts`, each
+  distinct row runs once ([U, P], U = distinct prompts: a group's G rows share one) and its cache and logits are
+  then gathered to the B rows (the prefill is most of the work for short answers).
+- decode step t: the last tokens [B', 1] at position P_real + t, the mask grown by a column of ones; with
+  `fused`, a plain Qwen2/Llama decodes by rollout/fused_decode.py (a few fused matmuls per layer over a
+  preallocated cache) instead of the HF module (any other model, PEFT-wrapped ones too, keeps the HF forward).
 - sampling, as HF's logits processors in HF's order: scores = fp32 logits / temperature, then top-k (scores below
   the k-th largest -> -inf), then top-p (ascending sort, cumulative softmax <= 1 - top_p -> -inf, the largest
   kept); probs = softmax; token = torch.multinomial(probs [B, V], 1) over the FULL batch (finished rows too), so
@@ -95,12 +99,15 @@ def lean_generate(
     pad_id: int,
     drop_finished: bool = True,
     cache: str = "dynamic",
+    fused: bool = False,
+    share_prompts: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample up to `max_new_tokens` after each left-padded row of input_ids [B, P] / attention_mask [B, P].
 
     Returns (tokens [B, n] long, log-probs [B, n] fp32), n <= max_new_tokens (the loop ends when all rows hit EOS);
     after a row's EOS its tokens are `pad_id` and its log-probs 0. `cache`: dynamic (the model's own growing
-    cache) or static (transformers' StaticCache, preallocated to P + max_new_tokens; no row dropping).
+    cache) or static (transformers' StaticCache, preallocated to P + max_new_tokens; no row dropping). `fused`:
+    decode steps by rollout/fused_decode.py where the model is a plain Qwen2/Llama (else the HF forward).
     Raises LeanUnsupported when the model returns no cache."""
     reason = unsupported_reason(model)
     if reason:
@@ -120,22 +127,42 @@ def lean_generate(
         full = torch.ones(batch, width + max_new_tokens, dtype=torch.long, device=dev)
         full[:, :width] = mask
         mask = full
+    rows = None  # share_prompts: the prefill runs each distinct prompt row once (a group's G rows share one)
+    if share_prompts and cache == "dynamic":
+        uniq, inverse = torch.unique(torch.cat([input_ids, mask], 1), dim=0, return_inverse=True)
+        if uniq.shape[0] < batch:
+            rows = inverse
+    pre_ids, pre_mask, pre_pos = (
+        (input_ids, mask, position) if rows is None else (uniq[:, :width], uniq[:, width:], None)
+    )
+    if pre_pos is None:
+        pre_pos = (pre_mask.cumsum(-1) - 1).masked_fill(pre_mask == 0, 0)
     out = model(
-        input_ids=input_ids,
-        attention_mask=mask if cache != "static" else mask[:, :width],
-        position_ids=position,
+        input_ids=pre_ids,
+        attention_mask=pre_mask if cache != "static" else pre_mask[:, :width],
+        position_ids=pre_pos,
         past_key_values=past,
         **kwargs,
     )
     past = out.past_key_values
     if past is None:
         raise LeanUnsupported("the model's forward returned no past_key_values")
+    logits = out.logits[:, -1].float()  # [B', V]
+    if rows is not None:  # every row gets its prompt's cache and last logits
+        past.batch_select_indices(rows)
+        logits = logits[rows]
+    decoder = None
+    if fused and cache == "dynamic" and max_new_tokens > 1:
+        from two_grpo.rollout.fused_decode import FusedDecoder, fused_reason
+
+        if fused_reason(model) is None:
+            decoder = FusedDecoder(model)
+            decoder.load_prefill(past, mask, width + max_new_tokens)
     next_pos = position[:, -1:] + 1  # [B, 1]
     tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=dev)
     logps = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=dev)
     active = torch.arange(batch, device=dev)  # rows in the forward batch (all rows unless drop_finished)
     unfinished = torch.ones(batch, dtype=torch.bool, device=dev)
-    logits = out.logits[:, -1].float()  # [B', V]
     n = 0
     for t in range(max_new_tokens):
         if greedy:
@@ -163,15 +190,21 @@ def lean_generate(
             keep = unfinished[active]
             if not bool(keep.all()):
                 idx = keep.nonzero().squeeze(1)
-                past.batch_select_indices(idx)
+                decoder.select(idx) if decoder is not None else past.batch_select_indices(idx)
                 active, mask, next_pos, step_ids = active[idx], mask[idx], next_pos[idx], step_ids[idx]
+        next_pos_now = next_pos
+        next_pos = next_pos + 1
+        if decoder is not None:
+            logits = decoder.step(step_ids[:, 0], next_pos_now[:, 0], width + t)
+            continue
         if cache == "static":
             step_mask = mask[:, : width + t + 1]
         else:
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
             step_mask = mask
-        out = model(input_ids=step_ids, attention_mask=step_mask, position_ids=next_pos, past_key_values=past, **kwargs)
+        out = model(
+            input_ids=step_ids, attention_mask=step_mask, position_ids=next_pos_now, past_key_values=past, **kwargs
+        )
         past = out.past_key_values
-        next_pos = next_pos + 1
         logits = out.logits[:, -1].float()
     return tokens[:, :n], logps[:, :n]
