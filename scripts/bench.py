@@ -13,6 +13,9 @@ Sections:
             (--repeats, default 3; the other sections use max(2, repeats - 1) to fit in 15 minutes);
 - roofline  the matmul peak at each workload's own shapes, and the model-FLOP utilisation of ours, TRL and the
             limit (learner, sampler, whole step) against it; `--sections roofline --quick` alone takes < 2 min;
+- sampler   the HF engine's samplers side by side (rollout.hf_sampler=generate, lean, fused): rollout tokens/s and the
+            sampler's model-FLOP utilisation of the matmul peak, interleaved repeats, medians (limit jobs: the same
+            prompts and seeds, so both samplers draw the same tokens);
 - opt       before/after of each optimisation (learner.sort_by_length, learner.skip_onpolicy_logprob, and the
             off-by-default learner.padding_free, learner.adamw_impl=fused, learner.compile);
 - scaling   step time vs group_size at fixed rollouts per step, and vs rollouts per step at fixed group_size;
@@ -199,6 +202,47 @@ def roofline(row: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
             "step_util": (f_sample + f_learn) * tok / step_s / peak_fps,
             "step_over_hardware": (step_s / tok) / (hw["step_s"] / gen_tok),  # per generated token
         }
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ sampler
+SAMPLERS = ("generate", "lean", "fused")
+
+
+def section_sampler(args, log: Path) -> dict[str, Any]:
+    """Per workload: the matmul peak at its shapes, then `limit` jobs (bare generation + learner step, only the
+    generation counted here) with each rollout.hf_sampler, interleaved in a rotated order per repeat.
+    Reports the median rollout seconds per step, tokens/s, sampler utilisation and the speed-up over generate.
+    Model FLOPs are counted as two_grpo/flops.py does (each rollout's prompt prefilled once), so a sampler that
+    shares a group's prefill does fewer FLOPs than counted: its utilisation is an effective one."""
+    out: dict[str, Any] = {}
+    for name, base in COMPARE.items():
+        if args.workloads and not any(name.startswith(k) for k in args.workloads.split(",")):
+            continue
+        w = workload(base, args)
+        w["learn_rows"] = min(w["micro"], w["P"] * w["G"]) * (w["T"] + 8)
+        peak = run_job("peak", [w], log)[0]["cpu_fp32"]["peak_flops_per_s"]
+        runs = {s: {**w, "extra": ["rollout.backend=hf", f"rollout.hf_sampler={s}"]} for s in SAMPLERS}
+        reps: dict[str, list[dict[str, Any]]] = {s: [] for s in SAMPLERS}
+        for rep in range(args.repeats):
+            order = SAMPLERS[rep % len(SAMPLERS) :] + SAMPLERS[: rep % len(SAMPLERS)]
+            for s in order:
+                reps[s].append(run_job("limit", [runs[s]], log)[0])
+            print(f"  sampler {name} rep {rep + 1}/{args.repeats}: done", flush=True)
+        row: dict[str, Any] = {"workload": {k: w[k] for k in ("model", "P", "G", "T", "threads")},
+                               "peak_flops_per_s": peak}  # fmt: skip
+        for s, rs in reps.items():
+            lim = summarize_limit(rs)
+            row[s] = {
+                "gen_s": lim["gen_s"],
+                "gen_s_per_repeat": [median(r["gen_s"]) for r in rs],
+                "gen_tokens_per_step": lim["gen_tokens_per_step"],
+                "tokens_per_s": lim["gen_tokens_per_step"] / lim["gen_s"],
+                "sampler_util": lim["sampler_flops_per_step"] / lim["gen_s"] / peak,
+            }
+        for s in SAMPLERS:  # ratio of medians of interleaved repeats
+            row[s]["speedup"] = row["generate"]["gen_s"] / row[s]["gen_s"]
+        out[name] = row
     return out
 
 
@@ -436,6 +480,23 @@ def markdown(res: dict[str, Any]) -> str:
                     f"| {name} | CUDA bf16 peak | {r['peak']['cuda_bf16']['peak_flops_per_s'] / 1e12:.1f} T | |"
                 )
         lines.append("")
+    if "sampler" in res:
+        lines += [
+            "### HF engine sampler: transformers generate vs the lean loop (`rollout.hf_sampler`)",
+            "",
+            "| workload | sampler | rollout s/step (median) | gen tokens/step | rollout tok/s | sampler util | "
+            "vs generate |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, r in res["sampler"].items():
+            for s in SAMPLERS:
+                x = r[s]
+                sp = f"{x['speedup']:.2f}x"
+                lines.append(
+                    f"| {name} | {s} | {fmt(x['gen_s'], 4)} | {x['gen_tokens_per_step']:.0f} | "
+                    f"{x['tokens_per_s']:.0f} | {100 * x['sampler_util']:.1f}% | {sp} |"
+                )
+        lines.append("")
     if "opt" in res:
         lines += [
             "### Optimisations, before / after (same run, interleaved)",
@@ -498,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=4, help="measured optimizer steps per run (after 1 warm-up)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads, the same for every system")
     ap.add_argument("--engine", default="hf", help="rollout.backend for our runs (TRL uses HF generate)")
-    ap.add_argument("--sections", default="compare,roofline,opt,scaling,two_vs_16")
+    ap.add_argument("--sections", default="compare,roofline,sampler,opt,scaling,two_vs_16")
     ap.add_argument("--two-vs-16-batches", type=int, default=1, help="measured rollout batches per 2-vs-16 run")
     ap.add_argument("--workloads", default="", help="compare only these workloads (name prefixes: tiny,small)")
     ap.add_argument("--opts", default="", help="opt section: only these optimisations (name prefixes)")
@@ -521,10 +582,10 @@ def main(argv: list[str] | None = None) -> int:
             print('bench: trl is not installed; `pip install "torch==2.13.0" -e ".[dev,bench]"` or pass --no-trl')
             return 2
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    bad = set(sections) - {"compare", "roofline", "opt", "scaling", "two_vs_16"}
+    bad = set(sections) - {"compare", "roofline", "sampler", "opt", "scaling", "two_vs_16"}
     if bad:
         print(
-            f"bench: unknown section(s) {sorted(bad)}; choose from compare, roofline, opt, scaling, two_vs_16",
+            f"bench: unknown section(s) {sorted(bad)}; choose from compare, roofline, sampler, opt, scaling, two_vs_16",
             file=sys.stderr,
         )
         return 2
@@ -557,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
         res["compare"] = section_compare(args, log, with_trl)
     if "roofline" in sections:
         res["roofline"] = section_roofline(args, log, res.get("compare"))
+    if "sampler" in sections:
+        res["sampler"] = section_sampler(args, log)
     if "opt" in sections:
         res["opt"] = section_opt(args, log)
     if "scaling" in sections:

@@ -135,6 +135,10 @@ class RolloutConfig:
     sleep_level: int = 1  # 1 = offload weights to host, drop KV cache (the only level allowed: 2 drops the weights)
     tensor_parallel_size: int = 1  # >1: run under torchrun; each rank hosts its shard (external launcher)
     cache_dir: str = ""  # vLLM + inductor caches; "" -> <project cache>/vllm ($TWO_GRPO_CACHE or ~/.cache/two_grpo)
+    # HF engine (README: Performance): fused = lean + fused decode steps for plain Qwen2/Llama (else lean's);
+    # lean = our loop over the HF module's KV cache (rollout/lean_sampler.py; generate's tokens at a seed, plus the
+    # sampling log-probs); generate = transformers generate
+    hf_sampler: str = "fused"
 
 
 @dataclass
@@ -323,6 +327,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     ),  # plus installed `two_grpo.tasks` entry points (validate_plugins)
     "rollout.backend": ("auto", "hf", "vllm"),
     "rollout.dtype": ("auto", "float32", "bfloat16", "float16"),
+    "rollout.hf_sampler": ("fused", "lean", "generate"),
     "learner.backend": ("torch", "deepspeed"),
     "learner.adamw_impl": ("default", "for_loop", "foreach", "fused"),
     "algo.advantage": ("grpo", "dr_grpo", "batch_std", "sign", "rloo"),

@@ -74,3 +74,19 @@ def test_bench_roofline_alone_is_self_consistent(tmp_path):
     # (builtin:tiny: 786,432 matmul weights in its layers); the sampler reads each prompt once too
     f_learn, f_sample = r["learner_flops_per_gen_token"], r["sampler_flops_per_gen_token"]
     assert f_learn > 6 * 786_432 and f_learn > f_sample > 2 * 786_432
+
+
+def test_bench_sampler_section_compares_generate_and_lean_on_the_same_tokens(tmp_path):
+    out = tmp_path / "bench"
+    p = run_script("bench.py", "--quick", "--no-trl", "--workloads", "tiny", "--sections", "sampler", "--out", str(out))
+    assert "### HF engine sampler" in p.stdout
+    (r,) = json.loads((out / "results.json").read_text())["sampler"].values()
+    gen, lean = r["generate"], r["fused"]
+    # the same seeds give the same tokens (up to a rare float-rounding flip: lean runs finished rows out of the batch)
+    assert (
+        lean["gen_tokens_per_step"] == pytest.approx(gen["gen_tokens_per_step"], rel=0.05)
+        and lean["gen_tokens_per_step"] > 0
+    )
+    assert lean["speedup"] == pytest.approx(gen["gen_s"] / lean["gen_s"]) and gen["speedup"] == 1
+    for x in (gen, r["lean"], lean):  # effective utilisation (shared prefills count as done): may exceed 1
+        assert 0 < x["sampler_util"] < 10 and x["tokens_per_s"] == pytest.approx(x["gen_tokens_per_step"] / x["gen_s"])

@@ -52,7 +52,8 @@ def make_engine(cfg: TrainConfig, model: Any, tokenizer: Any, model_path: str = 
     if backend == "hf":
         from two_grpo.rollout.hf_engine import HFEngine
 
-        return HFEngine(model, tokenizer, cfg.rollout.max_prompt_tokens, cfg.rollout.gen_rollouts_per_call)
+        r = cfg.rollout
+        return HFEngine(model, tokenizer, r.max_prompt_tokens, r.gen_rollouts_per_call, sampler=r.hf_sampler)
     if backend == "vllm":
         import torch
 

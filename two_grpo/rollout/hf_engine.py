@@ -1,12 +1,17 @@
-"""Fallback rollout engine on transformers `generate`, for machines without vLLM.
+"""Rollout engine on the learner's own HF module, for machines without vLLM (and small models on CPU).
 
 It samples from the learner's own module (no copy, so weight sync is free and exact). Prompts are left-padded
 and each prompt is repeated `n` times; sampling runs under a forked RNG seeded per call, so a rollout batch
-is reproducible from (seed, weights) and the trainer's RNG stream is untouched.
+is reproducible from (seed, weights) and the trainer's RNG stream is untouched. `sampler`: lean
+(rollout/lean_sampler.py, our loop over the KV cache: the same tokens as `generate` at a seed, faster on small
+models, and it reports the sampling log-probs), fused (default: lean with rollout/fused_decode.py's decode step
+for plain Qwen2/Llama models, else lean's) or generate (transformers `generate`). A model the lean loop cannot
+run falls back to `generate`, with one warning that says why.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,8 +25,12 @@ from two_grpo.rollout.base import Sampling, make_rollout
 class HFEngine:
     name = "hf"
 
-    def __init__(self, model: Any, tokenizer: Any, max_prompt_tokens: int, rollouts_per_call: int = 512):
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(
+        self, model: Any, tokenizer: Any, max_prompt_tokens: int, rollouts_per_call: int = 512, sampler: str = "fused"
+    ):
+        if sampler not in ("fused", "lean", "generate"):
+            raise ConfigError(f"rollout.hf_sampler={sampler!r}: use fused, lean or generate")
+        self.model, self.tokenizer, self.sampler = model, tokenizer, sampler
         self.max_prompt_tokens, self.rollouts_per_call = max_prompt_tokens, rollouts_per_call
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
@@ -85,17 +94,53 @@ class HFEngine:
                 input_ids = torch.tensor([[self.pad_id] * (width - len(r)) + r for r in rows])
                 attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
                 dev = self.model.device  # a DeepSpeed learner may have moved the shared module to its GPU
-                out = self.model.generate(
-                    input_ids=input_ids.to(dev), attention_mask=attention.to(dev), generation_config=gen_cfg
-                )
-                for (i, _), seq in zip(chunk, out[:, width:].tolist()):
-                    rollouts.append(self._make_rollout(prompts[i], group_ids[i], prompt_ids[i], seq))
+                input_ids, attention = input_ids.to(dev), attention.to(dev)
+                seqs, logps = self._lean(input_ids, attention, sampling) if self._use_lean() else (None, None)
+                if seqs is None:
+                    out = self.model.generate(input_ids=input_ids, attention_mask=attention, generation_config=gen_cfg)
+                    seqs = out[:, width:].tolist()
+                for row, ((i, _), seq) in enumerate(zip(chunk, seqs)):
+                    lp = logps[row] if logps is not None else None
+                    rollouts.append(self._make_rollout(prompts[i], group_ids[i], prompt_ids[i], seq, lp))
         self.model.train(was_training)
         return rollouts
 
-    def _make_rollout(self, prompt: Prompt, group_id: int, prompt_ids: list[int], seq: list[int]) -> Rollout:
+    def _use_lean(self) -> bool:
+        if self.sampler == "generate":
+            return False
+        from two_grpo.rollout.lean_sampler import unsupported_reason
+
+        reason = unsupported_reason(self.model)
+        if reason:
+            self._fall_back(reason)
+        return self.sampler != "generate"
+
+    def _fall_back(self, reason: str) -> None:
+        msg = f"rollout.hf_sampler={self.sampler}: {reason}; sampling with transformers generate instead"
+        warnings.warn(msg, stacklevel=3)
+        self.sampler = "generate"
+
+    def _lean(self, input_ids: torch.Tensor, attention: torch.Tensor, sampling: Sampling):
+        """(token lists, log-prob lists) from the lean loop, or (None, None) after falling back."""
+        from two_grpo.rollout.lean_sampler import LeanUnsupported, lean_generate
+
+        try:
+            with torch.inference_mode():  # measured faster than no_grad; nothing sampled here reaches autograd
+                tokens, logps = lean_generate(
+                    self.model, input_ids, attention, sampling.max_new_tokens, sampling.temperature, sampling.top_k,
+                    sampling.top_p, self.eos_id, self.pad_id, fused=self.sampler == "fused",
+                )  # fmt: skip
+        except LeanUnsupported as e:
+            self._fall_back(str(e))
+            return None, None
+        return tokens.tolist(), logps.tolist()
+
+    def _make_rollout(
+        self, prompt: Prompt, group_id: int, prompt_ids: list[int], seq: list[int], logps: list[float] | None = None
+    ) -> Rollout:
         if self.eos_id in seq:
             seq, reason = seq[: seq.index(self.eos_id) + 1], "stop"
         else:
             reason = "length"
-        return make_rollout(prompt, group_id, prompt_ids, seq, reason, self.tokenizer)
+        lp = logps[: len(seq)] if logps is not None else None
+        return make_rollout(prompt, group_id, prompt_ids, seq, reason, self.tokenizer, sample_logprobs=lp)
