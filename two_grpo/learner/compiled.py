@@ -112,7 +112,7 @@ class CompiledLoss:
             return micro_batch_loss(model, micro, algo, temperature, 1.0, 1.0, -1)
 
         def logprob_fn(model: Any, micro: Any) -> Any:
-            return forward_logprobs(model, micro, temperature, chunk_tokens=-1)[0]
+            return forward_logprobs(model, micro, temperature, chunk_tokens=-1)[0] * micro.loss_mask  # 0 off responses
 
         self.eager_loss = micro_batch_loss
         self._loss = torch.compile(loss_fn, fullgraph=True, dynamic=dynamic)
