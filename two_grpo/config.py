@@ -161,8 +161,7 @@ class LearnerConfig:
     # issue 17 (torch learner): padding-free micro-batches, a compiled forward/backward, the AdamW kernel
     padding_free: bool = False  # pack a micro-batch's rows end to end (position_ids restart per row); same gradient
     pack_tokens: int = 0  # padding_free: at most this many tokens per packed sequence; 0 = all rows in one
-    compile: str = "false"  # torch.compile: false | layers (each decoder layer; true = layers) | full (a micro-batch's
-    # whole forward + log-probs + loss as one graph, backward through AOTAutograd); inductor cache in the project cache
+    compile: str = "false"  # false | layers (each decoder layer; true = layers) | full (micro-batch loss as one graph)
     compile_pad_multiple: int = 8  # compile: pad a micro-batch's length up to a multiple of this (fewer shapes)
     adamw_impl: str = "default"  # default (torch picks: for-loop on CPU, foreach on CUDA) | for_loop | foreach | fused
 

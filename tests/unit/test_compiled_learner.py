@@ -119,6 +119,13 @@ def test_compile_values_map_and_old_configs_stay_valid(compose):
         compose(["learner.compile=fast"])
     with pytest.raises(ConfigError, match="learner.padding_free=false"):
         compose(["learner.compile=full", "learner.padding_free=true"])
+    # full mode: the loss compiles (lazily, nothing yet), the layers do not; AdamW default -> the fused kernel
+    full = TorchLearner(qwen2(), LearnerConfig(compile="full"), 1e-3, AlgoConfig(), 1.0)
+    assert full.full is not None and full.optimizer.defaults["fused"] is True
+    assert all(layer._compiled_call_impl is None for layer in full.model.get_decoder().layers)
+    assert TorchLearner(qwen2(), LearnerConfig(compile="full", adamw_impl="foreach"), 1e-3, AlgoConfig(), 1.0
+                        ).optimizer.defaults["foreach"] is True  # fmt: skip
+    assert TorchLearner(qwen2(), LearnerConfig(compile="true"), 1e-3, AlgoConfig(), 1.0).full is None  # = layers
 
 
 def test_pad_micro_keeps_the_loss_and_gradients():

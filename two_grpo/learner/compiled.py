@@ -134,12 +134,13 @@ class CompiledLoss:
         return logp[:, : micro.loss_mask.shape[1]]
 
 
-def adamw(params: list, lr: float, cfg: Any):
-    """torch AdamW with the kernel `cfg.adamw_impl` names: default (torch's choice), for_loop, foreach, fused."""
+def adamw(params: list, lr: float, cfg: Any, impl_name: str = ""):
+    """torch AdamW with the kernel `impl_name` or else `cfg.adamw_impl` names: default (torch's choice), for_loop,
+    foreach, fused."""
     import torch
 
     impl = {"default": {}, "for_loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
     return torch.optim.AdamW(
         params, lr=lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
-        **impl[cfg.adamw_impl],
+        **impl[impl_name or cfg.adamw_impl],
     )  # fmt: skip
