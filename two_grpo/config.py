@@ -524,7 +524,11 @@ def validate(cfg: TrainConfig) -> None:
             f"eval.difficulty_prompts={cfg.eval.difficulty_prompts} must be >= 0 (0 = off) and "
             f"eval.difficulty_samples={cfg.eval.difficulty_samples} >= 1"
         )
-    fast = ["padding_free"] * lc.padding_free + ["compile"] * (compile_mode(lc.compile) != "false") + (["adamw_impl"] * (lc.adamw_impl != "default"))
+    fast = (
+        ["padding_free"] * lc.padding_free
+        + ["compile"] * (compile_mode(lc.compile) != "false")
+        + (["adamw_impl"] * (lc.adamw_impl != "default"))
+    )
     if fast and lc.backend != "torch":
         raise ConfigError(f"learner.{fast[0]} needs learner.backend=torch (learner=torch); unset it for DeepSpeed")
     if lc.pack_tokens < 0 or lc.compile_pad_multiple < 1:
