@@ -265,6 +265,11 @@ OPTS = {
     "learner.compile": dict(  # 4 warm-up steps: the compile and the one dynamic-shape recompile are not timed
         base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=256, warmup=4), flag="learner.compile"
     ),
+    "learner.compile=full": dict(  # the whole micro-batch loss as one graph (learner/compiled.py CompiledLoss)
+        base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=256, warmup=4),
+        flag="learner.compile",
+        values=("false", "full"),
+    ),
 }
 
 

@@ -165,7 +165,7 @@ class LearnerConfig:
     # issue 17 (torch learner): padding-free micro-batches, a compiled forward/backward, the AdamW kernel
     padding_free: bool = False  # pack a micro-batch's rows end to end (position_ids restart per row); same gradient
     pack_tokens: int = 0  # padding_free: at most this many tokens per packed sequence; 0 = all rows in one
-    compile: bool = False  # torch.compile each decoder layer (forward + backward); inductor cache in the project cache
+    compile: str = "false"  # false | layers (each decoder layer; true = layers) | full (micro-batch loss as one graph)
     compile_pad_multiple: int = 8  # compile: pad a micro-batch's length up to a multiple of this (fewer shapes)
     adamw_impl: str = "default"  # default (torch picks: for-loop on CPU, foreach on CUDA) | for_loop | foreach | fused
 
@@ -330,6 +330,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "rollout.hf_sampler": ("fused", "lean", "generate"),
     "learner.backend": ("torch", "deepspeed"),
     "learner.adamw_impl": ("default", "for_loop", "foreach", "fused"),
+    "learner.compile": ("false", "layers", "full", "true"),  # true = layers (as before); bools accepted
     "algo.advantage": ("grpo", "dr_grpo", "batch_std", "sign", "rloo"),
     "algo.adv_std": ("population", "sample"),
     "algo.batch_std_of": ("rewards", "centered"),
@@ -405,6 +406,8 @@ def validate(cfg: TrainConfig) -> None:
         if key == "task.name":  # plug-in tasks too: checked in validate_plugins
             continue
         value = _get(cfg, key)
+        if key == "learner.compile":  # a bool (learner.compile=true from the command line) reads as 'True'
+            value = str(value).lower()
         if value not in allowed:
             raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
     positive = {
@@ -526,7 +529,11 @@ def validate(cfg: TrainConfig) -> None:
             f"eval.difficulty_prompts={cfg.eval.difficulty_prompts} must be >= 0 (0 = off) and "
             f"eval.difficulty_samples={cfg.eval.difficulty_samples} >= 1"
         )
-    fast = [k for k in ("padding_free", "compile") if getattr(lc, k)] + (["adamw_impl"] * (lc.adamw_impl != "default"))
+    fast = (
+        ["padding_free"] * lc.padding_free
+        + ["compile"] * (compile_mode(lc.compile) != "false")
+        + (["adamw_impl"] * (lc.adamw_impl != "default"))
+    )
     if fast and lc.backend != "torch":
         raise ConfigError(f"learner.{fast[0]} needs learner.backend=torch (learner=torch); unset it for DeepSpeed")
     if lc.pack_tokens < 0 or lc.compile_pad_multiple < 1:
@@ -534,8 +541,16 @@ def validate(cfg: TrainConfig) -> None:
             f"learner.pack_tokens={lc.pack_tokens} must be >= 0 (0 = one packed sequence) and "
             f"learner.compile_pad_multiple={lc.compile_pad_multiple} >= 1"
         )
+    if compile_mode(lc.compile) == "full" and lc.padding_free:
+        raise ConfigError("learner.compile=full pads micro-batches (fixed shapes): set learner.padding_free=false")
     validate_plugins(cfg)
     validate_loss_and_diagnostics(cfg)
+
+
+def compile_mode(value: Any) -> str:
+    """learner.compile as one of false | layers | full (true, True and a bool True mean layers)."""
+    mode = str(value).lower()
+    return {"true": "layers", "0": "false", "1": "layers"}.get(mode, mode)
 
 
 BUILTIN_TASKS = CHOICES["task.name"]

@@ -104,3 +104,87 @@ def test_compiled_learner_equals_eager_and_compiles_once(monkeypatch, tmp_path):
         assert torch.allclose(w_c[name], w_ref[name], atol=1e-5), name
     # the no-grad logprob pass and the training pass are two graphs; later steps with new lengths add none
     assert 1 <= graphs[0] == graphs[-1] <= 2, graphs
+
+
+# ------------------------------------------------------------------------------------------------ compile=full
+def test_compile_values_map_and_old_configs_stay_valid(compose):
+    from two_grpo.config import compile_mode
+
+    assert [compile_mode(v) for v in (False, True, "false", "true", "True", "layers", "full")] == [
+        "false", "layers", "false", "layers", "layers", "layers", "full"
+    ]  # fmt: skip
+    for value in ("true", "false", "layers", "full"):
+        compose([f"learner.compile={value}"])  # validates
+    with pytest.raises(ConfigError, match="learner.compile='fast' is not allowed"):
+        compose(["learner.compile=fast"])
+    with pytest.raises(ConfigError, match="learner.padding_free=false"):
+        compose(["learner.compile=full", "learner.padding_free=true"])
+    # full mode: the loss compiles (lazily, nothing yet), the layers do not; AdamW default -> the fused kernel
+    full = TorchLearner(qwen2(), LearnerConfig(compile="full"), 1e-3, AlgoConfig(), 1.0)
+    assert full.full is not None and full.optimizer.defaults["fused"] is True
+    assert all(layer._compiled_call_impl is None for layer in full.model.get_decoder().layers)
+    assert TorchLearner(qwen2(), LearnerConfig(compile="full", adamw_impl="foreach"), 1e-3, AlgoConfig(), 1.0
+                        ).optimizer.defaults["foreach"] is True  # fmt: skip
+    assert TorchLearner(qwen2(), LearnerConfig(compile="true"), 1e-3, AlgoConfig(), 1.0).full is None  # = layers
+
+
+def test_pad_micro_keeps_the_loss_and_gradients():
+    """pad_micro's new columns are masked out: eager loss and gradients unchanged; shapes reach the multiple."""
+    from two_grpo.learner.step import micro_batch_loss
+
+    batch = random_batch(6, 2, lambda i: 1 + (5 * i) % 7, seed=3)
+    batch = batch.with_logprobs(old_logp=0.1 * batch.loss_mask)
+    padded = compiled.pad_micro(batch, 8)
+    assert padded.input_ids.shape[1] % 8 == 0 and padded.input_ids.shape[1] > batch.input_ids.shape[1]
+    assert padded.loss_mask.shape[1] == padded.input_ids.shape[1] - 1 == padded.old_logp.shape[1]
+    assert compiled.pad_micro(padded, 8) is padded
+    grads = []
+    for b in (batch, padded):
+        model = qwen2()
+        loss, _ = micro_batch_loss(model, b, AlgoConfig(), 1.0, batch.n_tokens, 6.0)
+        loss.backward()
+        grads.append((float(loss.detach()), [p.grad.clone() for p in model.parameters()]))
+    assert grads[0][0] == pytest.approx(grads[1][0], abs=1e-6)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agg", ["token_mean", "seq_mean_token_mean"])
+def test_full_compile_equals_eager_over_several_buckets(monkeypatch, tmp_path, agg):
+    """learner.compile=full vs eager on one mini-batch split into micro-batches of 4 rows whose lengths fall in
+    three buckets of 8 (so static, then dynamic graphs): same metrics, gradients and log-probs to fp32 tolerance;
+    the HF module stays eager outside the learner (a cached decode compiles nothing)."""
+    import torch._dynamo.utils as dynamo_utils
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch._dynamo.reset()
+    batch = random_batch(12, 2, lambda i: 1 + (7 * i) % 19, seed=5)  # rows of 3..23 tokens
+    old = 0.05 * torch.randn(batch.loss_mask.shape, generator=torch.Generator().manual_seed(0)) * batch.loss_mask
+    batch = batch.with_logprobs(old_logp=old)
+    out = {}
+    for mode in ("false", "full"):
+        model = qwen2()
+        cfg = LearnerConfig(micro_rollouts=4, grad_clip=0.0, warmup_steps=0, compile=mode, compile_pad_multiple=8)
+        learner = TorchLearner(model, cfg, 1e-3, AlgoConfig(loss_agg=agg, clip_low=0.02, clip_high=0.02), 1.0)
+        lengths = {int(m.input_ids.shape[1]) for _, m in learner._micro_batches(batch)}
+        sums: dict[str, float] = {}
+        from two_grpo.learner.step import accumulate
+
+        for _, micro in learner._micro_batches(batch):
+            accumulate(sums, learner._backward(micro, batch.n_tokens, float(len(batch))))
+        grads = [p.grad.clone() for p in model.parameters()]
+        out[mode] = (sums, grads, learner.logprobs(batch))
+    assert len({(n + 7) // 8 for n in lengths}) == 3, lengths  # three buckets: 8, 16, 24
+    (s_ref, g_ref, lp_ref), (s_c, g_c, lp_c) = out["false"], out["full"]
+    assert s_ref["loss/clip_frac_low_sum"] + s_ref["loss/clip_frac_high_sum"] > 0  # the clip branch is exercised
+    assert s_c.keys() == s_ref.keys()
+    for key in s_ref:
+        assert s_c[key] == pytest.approx(s_ref[key], rel=1e-5, abs=1e-6), key
+    for a, b in zip(g_c, g_ref):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), (a - b).abs().max()
+    assert lp_c.shape == lp_ref.shape and torch.allclose(lp_c, lp_ref, atol=1e-5)
+    graphs = dynamo_utils.counters["stats"]["unique_graphs"]
+    with torch.no_grad():
+        model(input_ids=torch.randint(4, 50, (3, 41)), use_cache=True)
+    assert dynamo_utils.counters["stats"]["unique_graphs"] == graphs

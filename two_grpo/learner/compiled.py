@@ -1,8 +1,14 @@
-"""`learner.compile=true`: torch.compile of the decoder layers (regional compilation: every layer shares one
-compiled graph, forward and backward through AOTAutograd), with a persistent inductor cache in the project cache so
-that runs and sweep members on one machine pay the compile once. The model's embedding, mask building, the output
-head and the loss stay eager. Micro-batch lengths are padded up to `learner.compile_pad_multiple`
-(learner/step.py) so a run meets few distinct shapes; past the first recompile torch marks the sizes dynamic.
+"""`learner.compile`: torch.compile for the torch learner, with a persistent inductor cache in the project cache so
+that runs and sweep members on one machine pay the compile once.
+
+- `layers` (or `true`): each decoder layer (regional compilation: every layer shares one compiled graph, forward
+  and backward through AOTAutograd). The embedding, mask building, the output head and the loss stay eager.
+- `full`: the whole map from a micro-batch to its loss (model forward, log-probs over every position, the policy
+  loss) as one graph, its backward through AOTAutograd, so inductor fuses the elementwise work between the matmuls
+  too. The module itself is not compiled: an HF engine sharing it samples eagerly (no decode-shape compiles).
+
+Micro-batch lengths are padded up to `learner.compile_pad_multiple` so a run meets few distinct shapes; past the
+first recompile torch marks the changed sizes dynamic.
 """
 
 from __future__ import annotations
@@ -21,6 +27,14 @@ def inductor_cache_dir() -> Path:
     return default_cache_dir() / "inductor"
 
 
+def use_project_cache() -> None:
+    """TORCHINDUCTOR_CACHE_DIR = inductor_cache_dir() and the FX-graph and autograd caches on, unless the user set
+    them."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))
+    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+
+
 class CompiledLayers:
     """Compiled versions of each decoder layer of `model`, switched on only inside `with compiled:` (the learner's
     passes), so an HF engine sharing the module samples through the eager layers (no decode-shape compiles).
@@ -31,9 +45,7 @@ class CompiledLayers:
     def __init__(self, model: Any):
         import torch
 
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))
-        os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
-        os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+        use_project_cache()
         inner = getattr(model, "module", model)
         body = inner.get_decoder() if hasattr(inner, "get_decoder") else None
         layers = getattr(body, "layers", None)
@@ -59,12 +71,76 @@ class CompiledLayers:
             layer._compiled_call_impl = None
 
 
-def adamw(params: list, lr: float, cfg: Any):
-    """torch AdamW with the kernel `cfg.adamw_impl` names: default (torch's choice), for_loop, foreach, fused."""
+NORMALISED_METRICS = ("loss/policy", "loss/kl")  # policy_loss divides these by the mini-batch normaliser
+
+
+def pad_micro(micro: Any, multiple: int) -> Any:
+    """A TrainBatch [R, L] padded on the right to [R, L'] (L' the next multiple of `multiple`), its [R, L-1] fields to
+    [R, L'-1], with zeros: the new positions are masked out (attention 0, loss 0), so loss and gradients are the
+    same."""
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    extra = -micro.input_ids.shape[1] % multiple
+    if not extra:
+        return micro
+    pad = {f.name: getattr(micro, f.name) for f in dataclasses.fields(micro)}
+    for name in ("input_ids", "attention_mask", "loss_mask", "old_logp", "ref_logp", "behav_logp"):
+        if pad[name] is not None:
+            pad[name] = F.pad(pad[name], (0, extra))
+    return type(micro)(**pad)
+
+
+class CompiledLoss:
+    """`learner.compile=full`: compiled (loss, metrics) of a micro-batch and no-grad log-probs, each one graph.
+
+    The graph is learner/step.py's own micro_batch_loss / forward_logprobs with the head over every position
+    (chunk_tokens=-1: no data-dependent gather of the response positions) and a unit normaliser; the mini-batch
+    normaliser is applied outside (the loss is linear in it), so a new token count does not recompile.
+    `algo.loss=pairwise` (a data-dependent branch) runs eagerly."""
+
+    def __init__(self, algo: Any, temperature: float, pad_multiple: int, dynamic: bool | None = None):
+        import torch
+
+        from two_grpo.learner.step import forward_logprobs, micro_batch_loss
+
+        use_project_cache()
+        self.algo, self.temperature, self.pad_multiple = algo, temperature, pad_multiple
+
+        def loss_fn(model: Any, micro: Any) -> tuple[Any, dict[str, Any]]:
+            return micro_batch_loss(model, micro, algo, temperature, 1.0, 1.0, -1)
+
+        def logprob_fn(model: Any, micro: Any) -> Any:
+            return forward_logprobs(model, micro, temperature, chunk_tokens=-1)[0] * micro.loss_mask  # 0 off responses
+
+        self.eager_loss = micro_batch_loss
+        self._loss = torch.compile(loss_fn, fullgraph=True, dynamic=dynamic)
+        self._logprobs = torch.compile(logprob_fn, fullgraph=True, dynamic=dynamic)
+
+    def loss(self, model: Any, micro: Any, minibatch_tokens: float, minibatch_seqs: float):
+        """micro_batch_loss(model, micro, ...) to fp32 rounding: (scalar loss, metric tensors)."""
+        if self.algo.loss == "pairwise":
+            return self.eager_loss(model, micro, self.algo, self.temperature, minibatch_tokens, minibatch_seqs)
+        loss, metrics = self._loss(model, pad_micro(micro, self.pad_multiple))
+        norm = minibatch_tokens if self.algo.loss_agg == "token_mean" else minibatch_seqs
+        scale = 1.0 / max(norm, 1.0)
+        metrics = {k: v * scale if k in NORMALISED_METRICS else v for k, v in metrics.items()}
+        return loss * scale, metrics
+
+    def logprobs(self, model: Any, micro: Any):
+        """[R, L-1] log-probs of the micro-batch's tokens (0 off the response positions), as forward_logprobs."""
+        logp = self._logprobs(model, pad_micro(micro, self.pad_multiple))
+        return logp[:, : micro.loss_mask.shape[1]]
+
+
+def adamw(params: list, lr: float, cfg: Any, impl_name: str = ""):
+    """torch AdamW with the kernel `impl_name` or else `cfg.adamw_impl` names: default (torch's choice), for_loop,
+    foreach, fused."""
     import torch
 
     impl = {"default": {}, "for_loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
     return torch.optim.AdamW(
         params, lr=lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
-        **impl[cfg.adamw_impl],
+        **impl[impl_name or cfg.adamw_impl],
     )  # fmt: skip

@@ -48,16 +48,21 @@ class TorchLearner:
 
             self.noise = GradNoiseProbe(noise.grad_noise_sets, noise.grad_noise_dims, noise.grad_noise_seed, algo)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        from two_grpo.learner.compiled import CompiledLayers, adamw
+        from two_grpo.config import compile_mode
+        from two_grpo.learner.compiled import CompiledLayers, CompiledLoss, adamw
 
-        self.optimizer = adamw(self.params, lr, cfg)
-        # learner/step.py forward options: padding-free packing, lengths padded for a compiled model
+        mode = compile_mode(cfg.compile)
+        # compile=full with adamw_impl=default takes the fused kernel (measured faster on the tiny model)
+        self.optimizer = adamw(self.params, lr, cfg, "fused" if mode == "full" and cfg.adamw_impl == "default" else "")
+        # learner/step.py forward options: padding-free packing, lengths padded for compiled layers
         self.forward_kwargs = {
             "pack_tokens": cfg.pack_tokens if cfg.padding_free else None,
-            "pad_multiple": cfg.compile_pad_multiple if cfg.compile else 1,
+            "pad_multiple": cfg.compile_pad_multiple if mode == "layers" else 1,
         }
         # compiled decoder layers, active only inside the learner's passes (an engine sharing the model stays eager)
-        self.compiled = CompiledLayers(model) if cfg.compile else contextlib.nullcontext()
+        self.compiled = CompiledLayers(model) if mode == "layers" else contextlib.nullcontext()
+        # compile=full: the whole micro-batch loss (and the no-grad log-probs) as one compiled graph each
+        self.full = CompiledLoss(algo, temperature, cfg.compile_pad_multiple) if mode == "full" else None
         warmup = max(cfg.warmup_steps, 0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -91,6 +96,10 @@ class TorchLearner:
     def _logprobs_eager(self, model: Any, batch: TrainBatch) -> torch.Tensor:
         out = torch.zeros_like(batch.loss_mask)
         for idx, micro in self._micro_batches(batch):
+            if self.full is not None and (model is self.model or not self.lora):  # LoRA's AdapterOff: eager
+                logp = self.full.logprobs(model, self._to_device(micro))
+                out[idx, : logp.shape[1]] = logp.float().to(out.device)
+                continue
             logp, _ = forward_logprobs(
                 model, self._to_device(micro), self.temperature, chunk_tokens=self.cfg.logits_chunk_tokens,
                 **self.forward_kwargs,
@@ -115,6 +124,10 @@ class TorchLearner:
     def _backward(self, micro: TrainBatch, n_tok: float, n_seq: float) -> dict[str, torch.Tensor]:
         """Loss of one micro-batch (normalised by its mini-batch's `n_tok` tokens / `n_seq` rows), backward into
         the accumulated gradients; returns its metrics."""
+        if self.full is not None:
+            loss, metrics = self.full.loss(self.model, self._to_device(micro), n_tok, n_seq)
+            loss.backward()
+            return metrics
         with self.compiled:
             loss, metrics = micro_batch_loss(
                 self.model, self._to_device(micro), self.algo, self.temperature, n_tok, n_seq,
