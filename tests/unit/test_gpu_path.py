@@ -12,12 +12,12 @@ import pytest
 import torch
 from batches import random_batch
 
-from two_grpo import multirank as mr
-from two_grpo.batch import Prompt, TrainBatch
-from two_grpo.config import AlgoConfig, ConfigError, LearnerConfig, ModelConfig, RolloutConfig, TrainConfig
-from two_grpo.dist import DistContext
+from two_grpo.config.schema import AlgoConfig, ConfigError, LearnerConfig, ModelConfig, RolloutConfig, TrainConfig
+from two_grpo.data.batch import Prompt, TrainBatch
+from two_grpo.dist import multirank as mr
+from two_grpo.dist.context import DistContext
 from two_grpo.learner.ds_config import deepspeed_config
-from two_grpo.models import check_positions, config_overrides, fit_prompt_tokens, load_model
+from two_grpo.models.loading import check_positions, config_overrides, fit_prompt_tokens, load_model
 from two_grpo.rollout.base import Sampling
 from two_grpo.rollout.vllm_engine import engine_kwargs, engine_max_num_seqs, request_seed, sampling_kwargs
 
@@ -53,8 +53,8 @@ def assert_every_field_on(batch: TrainBatch, device: torch.device) -> None:
 def test_prompt_plus_response_beyond_the_positions_is_refused_before_any_model_loads(
     short_model_dir, tmp_path, capsys, monkeypatch
 ):
-    from two_grpo import trainer
     from two_grpo.cli import main
+    from two_grpo.run import trainer
 
     def no_load(*a, **k):
         raise AssertionError("weights were loaded before the positions check")
@@ -72,7 +72,7 @@ def test_prompt_plus_response_beyond_the_positions_is_refused_before_any_model_l
 
 
 def test_positions_check_names_the_eval_length_and_auto_prompt_fits(short_model_dir):
-    from two_grpo.models import read_model_config
+    from two_grpo.models.loading import read_model_config
 
     hf = read_model_config(str(short_model_dir))
     cfg = TrainConfig(model=ModelConfig(path=str(short_model_dir)))
@@ -150,7 +150,7 @@ def test_torch_learner_puts_model_reference_and_every_batch_field_on_its_device(
 
 
 def test_make_learner_uses_the_ranks_device(tiny_model_dir, monkeypatch, compose):
-    from two_grpo import dist
+    from two_grpo.dist import context as dist
     from two_grpo.learner import make_learner
 
     monkeypatch.setattr(dist.DistContext, "device", property(lambda self: META))
@@ -214,8 +214,8 @@ def test_sharded_eval_runs_on_a_rank_with_an_empty_slice():
 
 
 def test_evaluate_calls_generate_with_no_prompts():
-    from two_grpo.config import EvalConfig
-    from two_grpo.evaluate import evaluate
+    from two_grpo.config.schema import EvalConfig
+    from two_grpo.study.evaluate import evaluate
 
     calls = []
 
@@ -301,7 +301,7 @@ def test_hf_engine_generates_nothing_for_no_prompts(tiny_model_dir):
     """The evaluator calls generate even for an empty slice (a vLLM TP group's call is collective); HF returns []."""
     from transformers import AutoModelForCausalLM
 
-    from two_grpo.models import load_tokenizer
+    from two_grpo.models.loading import load_tokenizer
     from two_grpo.rollout.base import Sampling
     from two_grpo.rollout.hf_engine import HFEngine
 

@@ -7,7 +7,7 @@ import torch
 
 from two_grpo.algo.losses import policy_loss
 from two_grpo.algo.tis import mismatch_sums, tis_weight
-from two_grpo.batch import Rollout, collate
+from two_grpo.data.batch import Rollout, collate
 from two_grpo.learner.step import accumulate, summarize
 
 

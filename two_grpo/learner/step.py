@@ -11,8 +11,8 @@ from two_grpo.algo.logprobs import chunked_head_logprobs, token_entropy, token_l
 from two_grpo.algo.losses import policy_loss
 from two_grpo.algo.pairwise import pairwise_loss
 from two_grpo.algo.tis import mismatch_sums, tis_weight
-from two_grpo.batch import TrainBatch
-from two_grpo.config import AlgoConfig
+from two_grpo.config.schema import AlgoConfig
+from two_grpo.data.batch import TrainBatch
 
 DEFAULT_CHUNK_TOKENS = 1024  # LearnerConfig.logits_chunk_tokens
 

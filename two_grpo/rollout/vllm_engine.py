@@ -30,16 +30,16 @@ from typing import Any
 
 import torch
 
-from two_grpo.batch import Prompt, Rollout
-from two_grpo.config import ConfigError, RolloutConfig
-from two_grpo.engine_log import console_to_engine_log
+from two_grpo.config.schema import ConfigError, RolloutConfig
+from two_grpo.data.batch import Prompt, Rollout
 from two_grpo.rollout.base import Sampling, make_rollout
+from two_grpo.run.engine_log import console_to_engine_log
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def default_cache_dir() -> Path:
-    from two_grpo.tiny_model import default_cache_dir as project_cache
+    from two_grpo.models.tiny_model import default_cache_dir as project_cache
 
     return project_cache() / "vllm"
 
@@ -219,7 +219,7 @@ class VLLMEngine:
         set_threads, rng = torch.set_num_threads, torch.get_rng_state()
         env_before = {k: os.environ.get(k) for k in ("LD_PRELOAD", "LOCAL_WORLD_SIZE")}
         # import, build and first call print to the console directly (C++ warnings, a load progress bar): to
-        # engine.log with the log records, unless logger.verbose=true (two_grpo/engine_log.py)
+        # engine.log with the log records, unless logger.verbose=true (two_grpo/run/engine_log.py)
         with console_to_engine_log():
             from vllm import LLM, SamplingParams
 
