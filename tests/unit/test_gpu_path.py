@@ -19,7 +19,7 @@ from two_grpo.dist.context import DistContext
 from two_grpo.learner.ds_config import deepspeed_config
 from two_grpo.models.loading import check_positions, config_overrides, fit_prompt_tokens, load_model
 from two_grpo.rollout.base import Sampling
-from two_grpo.rollout.vllm_engine import engine_kwargs, engine_max_num_seqs, request_seed, sampling_kwargs
+from two_grpo.rollout.vllm_engine import Placement, engine_kwargs, engine_max_num_seqs, request_seed, sampling_kwargs
 
 META = torch.device("meta")
 
@@ -108,7 +108,9 @@ def test_raised_positions_reach_the_learner_config_and_the_vllm_overrides(tiny_m
     torch.testing.assert_close(model.model.rotary_emb.inv_freq.float(), expected)  # the RoPE really changed
     over = config_overrides(cfg, model.config)
     assert over["max_position_embeddings"] == 512 and over["rope_parameters"]["rope_theta"] == 40000.0
-    kw = engine_kwargs("/m", RolloutConfig(), "float32", 0, 512, 256, on_cuda=True, rank=0, world=1, hf_overrides=over)
+    kw = engine_kwargs(
+        "/m", RolloutConfig(), "float32", 0, 512, 256, place=Placement(on_cuda=True, rank=0, world=1), hf_overrides=over
+    )
     assert kw["hf_overrides"] == over
     assert config_overrides(ModelConfig(), model.config) == {}
 
@@ -182,7 +184,9 @@ def test_engine_kwargs_have_no_data_parallel_group_and_seed_each_tp_group():
     cfg = RolloutConfig(backend="vllm", tensor_parallel_size=2)
     seeds = []
     for rank in range(4):
-        kw = engine_kwargs("/m", cfg, "bfloat16", seed=5, max_model_len=4096, max_num_seqs=256, rank=rank, world=4)
+        kw = engine_kwargs(
+            "/m", cfg, "bfloat16", seed=5, max_model_len=4096, max_num_seqs=256, place=Placement(rank=rank, world=4)
+        )
         assert "data_parallel_size" not in kw and kw["distributed_executor_backend"] == "external_launcher"
         seeds.append(kw["seed"])
     assert seeds == [5, 5, 6, 6]  # TRL: process_index // tensor_parallel_size
@@ -255,13 +259,15 @@ def test_sleep_level_2_is_refused(compose):
 def test_kv_cache_follows_gpu_memory_utilization_on_cuda_by_default(compose):
     cfg = compose(["rollout=vllm"]).rollout
     assert cfg.kv_cache_gb == -1  # auto
-    cuda = engine_kwargs("/m", cfg, "bfloat16", 0, 4096, 256, on_cuda=True, rank=0, world=1)
-    cpu = engine_kwargs("/m", cfg, "float32", 0, 4096, 256, on_cuda=False, rank=0, world=1)
+    cuda = engine_kwargs("/m", cfg, "bfloat16", 0, 4096, 256, place=Placement(on_cuda=True, rank=0, world=1))
+    cpu = engine_kwargs("/m", cfg, "float32", 0, 4096, 256, place=Placement(on_cuda=False, rank=0, world=1))
     assert "kv_cache_memory_bytes" not in cuda and cuda["gpu_memory_utilization"] == 0.3  # profiled
     assert cpu["kv_cache_memory_bytes"] == 256 * 2**20
     explicit = dataclasses.replace(cfg, kv_cache_gb=2.0)
     assert (
-        engine_kwargs("/m", explicit, "bf16", 0, 64, 8, on_cuda=True, rank=0, world=1)["kv_cache_memory_bytes"]
+        engine_kwargs("/m", explicit, "bf16", 0, 64, 8, place=Placement(on_cuda=True, rank=0, world=1))[
+            "kv_cache_memory_bytes"
+        ]
         == 2 << 30
     )
     with pytest.raises(ConfigError, match="kv_cache_gb"):
@@ -273,7 +279,9 @@ def test_max_num_seqs_is_sized_per_engine_and_batched_tokens_cover_it():
     assert engine_max_num_seqs(512 * 16, tensor_parallel_size=1, world=8) == 1024  # P*G / world
     assert engine_max_num_seqs(512 * 16, tensor_parallel_size=2, world=8) == 2048  # one engine per TP group
     assert engine_max_num_seqs(64, 1, 1) == 256  # vLLM's default as a floor
-    kw = engine_kwargs("/m", RolloutConfig(), "bfloat16", 0, 4096, max_num_seqs=16384, on_cuda=True, rank=0, world=1)
+    kw = engine_kwargs(
+        "/m", RolloutConfig(), "bfloat16", 0, 4096, max_num_seqs=16384, place=Placement(on_cuda=True, rank=0, world=1)
+    )
     assert kw["max_num_batched_tokens"] >= kw["max_num_seqs"] == 16384
 
 
