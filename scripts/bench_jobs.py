@@ -234,7 +234,7 @@ def run_limit(w: dict[str, Any]) -> dict[str, Any]:
     from two_grpo.models.loading import load_model, load_tokenizer, resolve_model_path
     from two_grpo.rollout import make_engine
     from two_grpo.rollout.base import train_sampling
-    from two_grpo.run.trainer import sampling_seed, seed_everything
+    from two_grpo.run.state import sampling_seed, seed_everything
     from two_grpo.tasks import make_task
 
     cfg = typed_config(w)

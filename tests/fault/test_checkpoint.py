@@ -87,7 +87,7 @@ def test_full_disk_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
 
 
 def test_trainer_says_so_in_one_line_on_full_disk(tmp_path, monkeypatch, capsys):
-    from two_grpo.run.trainer import save_checkpoint
+    from two_grpo.run.checkpoint import save_checkpoint
 
     mgr = CheckpointManager(tmp_path)
     assert save_checkpoint(mgr, 2, FakeLearner(), {}, -1) == 2

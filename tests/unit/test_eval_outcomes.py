@@ -86,7 +86,7 @@ def test_evaluator_writes_one_line_per_prompt_with_budget_and_due_in_rollouts(tm
 
 def test_resume_cuts_eval_outcomes_back_to_the_checkpoint(tmp_path):
     from two_grpo.dist.context import DistContext
-    from two_grpo.run.trainer import prepare_resume
+    from two_grpo.run.resume import prepare_resume
 
     lines = [{"step": s, "rollouts": 10 * s, "benchmark": "arith", "prompt_id": p, "rewards": [1.0]}
              for s in (0, 4, 8) for p in (1, 2)]  # fmt: skip

@@ -10,7 +10,7 @@ from two_grpo.config.schema import ConfigError, TrainConfig
 from two_grpo.data.batch import Prompt, Rollout
 from two_grpo.dist import multirank as mr
 from two_grpo.dist.context import DistContext, peak_memory_gb
-from two_grpo.run.trainer import rollout_metrics
+from two_grpo.run.metrics import rollout_metrics
 
 
 def prompts(n):

@@ -100,3 +100,19 @@ def write(run_dir: Path, tag: str, prof: dict[str, Any]) -> Path:
     fig.savefig(path.with_suffix(".png"), dpi=100)
     plt.close(fig)
     return path
+
+
+def profile_run(
+    cfg: Any, engine: Any, scorer: Any, train_set: list[Prompt], run_dir: Path, tag: str, dist: Any
+) -> dict[str, float]:
+    """`eval.difficulty_prompts` training prompts x `eval.difficulty_samples` at the training temperature: writes
+    difficulty_<tag>.json (+ .png), prints one line, returns `difficulty/frac_mixed` and `difficulty/mean_p`."""
+    if cfg.eval.difficulty_prompts <= 0 or cfg.eval.prompts <= 0:  # eval.prompts=0 turns every eval off
+        return {}
+    prompts = pick_prompts(train_set, cfg.eval.difficulty_prompts)
+    k, temp = cfg.eval.difficulty_samples, cfg.rollout.temperature
+    prof = measure(engine, scorer, prompts, k, temp, cfg.rollout.max_response_tokens, cfg.seed + 29)
+    if dist.is_main:
+        write(run_dir, tag, prof)
+        print(summary_line(tag, prof), flush=True)
+    return {"difficulty/frac_mixed": prof["frac_mixed"], "difficulty/mean_p": prof["mean_solve_rate"]}

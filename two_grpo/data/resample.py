@@ -73,22 +73,15 @@ def fill_signal_groups(
 
 
 def resample_zero_var(
-    rollouts: list[Rollout],
-    *,
-    rollout_batch: int,
-    train_set: list,
-    sampler,
-    engine,
-    scorer,
-    by_id: dict,
-    sampling,
-    timers,
-    report,
-    max_extra_rollouts: int,
+    rollouts: list[Rollout], loop, by_id: dict, sampling, report, max_extra_rollouts: int
 ) -> tuple[list[Rollout], list[Rollout], dict[str, float]]:
     """Run `fill_signal_groups` with fresh prompts from the run's own sampler (timed as rollout / reward, the
-    scorer's failures added to `report`). Returns (kept rollouts, every extra rollout drawn, metrics)."""
+    scorer's failures added to `report`). `loop`: the run's Loop (run/state.py): its rollout-batch index, training
+    set, sampler, engine, scorer and timers. Returns (kept rollouts, every extra rollout drawn, metrics)."""
     from dataclasses import replace
+
+    rollout_batch, train_set, sampler, timers = loop.rollout_batch, loop.train_set, loop.sampler, loop.timers
+    engine, scorer = loop.engine, loop.scorer
 
     draws = 0
 

@@ -38,7 +38,7 @@ def save_quietly(model: Any, folder: Any, **kwargs: Any) -> None:
 def save_final(
     weights: dict[str, Any], model: Any, tokenizer: Any, source_path: str, run_dir: Path, write: bool = True
 ) -> Path:
-    """Write `weights` (the learner's, name -> tensor; see trainer.final_weights) with `model`'s config, and the
+    """Write `weights` (the learner's, name -> tensor; see final_weights) with `model`'s config, and the
     tokenizer, into run_dir/final atomically (a .tmp folder renamed at the end). `write=False` on ranks > 0."""
     final, tmp = run_dir / FINAL_DIR, run_dir / f".{FINAL_DIR}.tmp"
     if not write:
@@ -59,3 +59,9 @@ def save_final(
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return final
+
+
+def final_weights(learner: Any, dist: Any) -> dict[str, Any]:
+    """The learner's full weights on rank 0 (CPU copies), {} elsewhere. Collective under ZeRO-3 (each
+    parameter is gathered while it is copied)."""
+    return {n: t.detach().to("cpu", copy=True) for n, t in learner.named_weights() if dist.is_main}

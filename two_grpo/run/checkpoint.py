@@ -20,6 +20,8 @@ import os
 import random
 import re
 import shutil
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,3 +227,20 @@ def truncate_jsonl(path: Path, max_step: int, key: str = "step") -> int:
     tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
     os.replace(tmp, path)
     return dropped
+
+
+def save_checkpoint(
+    ckpts: CheckpointManager, step: int, learner, state: dict[str, Any], saved_step: int, dist=None
+) -> int:
+    """Save; on a write failure (full disk...) say so in one line and keep going. Returns the last saved step."""
+    t0 = time.perf_counter()
+    try:
+        ckpt = ckpts.save(step, learner, state, dist)
+    except OSError as exc:
+        previous = ckpts.latest()
+        kept = f"the previous checkpoint {previous.path} is intact" if previous else "no earlier checkpoint exists"
+        print(f"two-grpo: warning: checkpoint at step {step} not saved ({exc}); {kept}", file=sys.stderr, flush=True)
+        return saved_step
+    if dist is None or dist.is_main:
+        print(f"two-grpo: checkpoint {ckpt.path} ({time.perf_counter() - t0:.2f}s)", flush=True)
+    return step

@@ -303,3 +303,18 @@ def check_plan(plan: MemoryPlan, on_cuda: bool, enforce: bool) -> None:
     """Refuse (ConfigError, one line) a plan that does not fit, on CUDA only: on CPU the plan is informational."""
     if on_cuda and enforce and not plan.fits:
         raise ConfigError(plan.refusal())
+
+
+def plan_lines(cfg: TrainConfig, model_path: str) -> list[str]:
+    """The run's memory plan lines from the resolved model's config; on CUDA a plan over the
+    device's memory stops the run."""
+    from dataclasses import replace
+
+    try:
+        plan = make_plan(replace(cfg, model=replace(cfg.model, path=model_path)))
+    except ConfigError as exc:  # a hub model not downloaded yet: no config to plan from
+        return [f"memory plan skipped: {exc}"]
+    import torch
+
+    check_plan(plan, torch.cuda.is_available(), cfg.plan.enforce)
+    return plan.lines()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from two_grpo.config.schema import TrainConfig
-from two_grpo.run.checkpoint import CheckpointManager
+from two_grpo.run.checkpoint import CheckpointManager, set_rng_state, truncate_jsonl
 
 IGNORED_KEYS = ("run_id", "resume")
 AUTO = "auto"
@@ -155,3 +155,51 @@ def extension_note(run_dir: Path, new: TrainConfig) -> str:
     latest = CheckpointManager(run_dir).latest()
     (run_dir / "summary.json").replace(run_dir / "summary.before_extend.json")
     return f"extending the finished run in {run_dir} ({changes}): continuing from {latest.path if latest else '?'}"
+
+
+def prepare_resume(run_dir: Path, ckpts: CheckpointManager, dist):
+    """Before anything is written: drop partial checkpoints, pick the latest complete one and cut the run's
+    logs back to its step (the lines after it are produced again; rank 0 edits, every rank reads).
+    Returns the Checkpoint or None."""
+    from two_grpo.study.evaluate import OUTCOMES_FILE
+
+    if not dist.is_main:
+        dist.barrier()
+        return ckpts.latest()
+    removed = ckpts.clean_partial()
+    if removed:
+        print(f"two-grpo: removed incomplete checkpoint(s) left by an interrupted save: {', '.join(removed)}")
+    latest = ckpts.latest()
+    step = latest.step if latest is not None else 0
+    truncate_jsonl(run_dir / "metrics.jsonl", step)
+    truncate_jsonl(run_dir / "reward_failures.jsonl", step)
+    truncate_jsonl(run_dir / "eval.jsonl", step)
+    truncate_jsonl(run_dir / OUTCOMES_FILE, step)
+    for dump in (run_dir / "rollouts").glob("step_*.jsonl"):
+        if int(dump.stem.split("_")[1]) > step:
+            dump.unlink()
+    if latest is not None:
+        print(f"two-grpo: resuming from {latest.path} (step {latest.step})")
+    dist.barrier()
+    return latest
+
+
+def restore(loop: Any, ckpt: Any, dist: Any) -> None:
+    """Resume `loop` (run/state.py Loop) from checkpoint `ckpt`: the learner's state (collective under DeepSpeed),
+    its weights pushed into the rollout engine, the loop's own state, and this rank's RNGs last."""
+    from two_grpo.dist.multirank import engine_needs_push
+
+    ckpt_state = ckpt.trainer_state()
+    loop.learner.load_state(ckpt.learner_dir)
+    if engine_needs_push(loop.engine, loop.learner):
+        loop.engine.load_weights(loop.learner.named_weights())
+    loop.load_state_dict(ckpt_state)
+    set_rng_state(ckpt.rng(dist.rank))
+
+
+def resume_command(run_dir: Path) -> str:
+    """The exact command that resumes `run_dir` (its saved config is used; under torchrun / deepspeed, add
+    `resume=RUN_DIR` to the launch command instead)."""
+    import shlex
+
+    return f"two-grpo train resume={shlex.quote(str(run_dir))}"

@@ -90,6 +90,15 @@ def wandb_ids(group: str, tags: list[str]) -> tuple[str | None, list[str] | None
 
 
 class Tracker:
+    @classmethod
+    def for_run(cls, run_dir: Path, cfg: Any) -> Tracker:
+        """The run's tracker from its TrainConfig (`cfg.logger`; the whole config goes to wandb)."""
+        from omegaconf import OmegaConf
+
+        lg = cfg.logger
+        config = OmegaConf.to_container(OmegaConf.structured(cfg))
+        return cls(run_dir, lg.backend, lg.project, config, cfg.run_id, lg.entity, lg.group, list(lg.tags))  # type: ignore[arg-type]
+
     def __init__(
         self,
         run_dir: Path,
