@@ -1,4 +1,4 @@
-"""TRL's and verl's config names -> ours, for the nearest-key suggestion of an unknown key (cli.format_config_error)
+"""TRL's and verl's config names -> ours, for the nearest-key suggestion of an unknown key (compose.format_config_error)
 and the README's table. Values: (our key, a note on how the meaning differs; "" when it is the same)."""
 
 from __future__ import annotations
