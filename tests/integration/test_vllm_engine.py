@@ -167,7 +167,8 @@ def test_lora_push_sends_merged_weights_and_leaves_the_learner_unmerged(setup, t
     del peft
     from two_grpo.config.schema import AlgoConfig, LearnerConfig, LoraConfig, ModelConfig
     from two_grpo.learner.torch_learner import TorchLearner
-    from two_grpo.models.loading import load_model, lora
+    from two_grpo.models import lora
+    from two_grpo.models.loading import load_model
 
     engine, _, _ = setup
     path = str(tiny_model_dir)
