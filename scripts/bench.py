@@ -179,7 +179,7 @@ def section_roofline(args, log: Path, compare: dict[str, Any] | None) -> dict[st
 
 def roofline(row: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
     """Utilisation = model FLOPs per second / peak FLOP/s. Model FLOPs per generated token come from the limit's
-    runs (the same prompts; two_grpo/flops.py) and are applied to each system's own tokens per step."""
+    runs (the same prompts; two_grpo/study/flops.py) and are applied to each system's own tokens per step."""
     lim = row["limit"]
     peak_fps = peak["cpu_fp32"]["peak_flops_per_s"]
     f_learn = lim["learner_flops_per_step"] / lim["gen_tokens_per_step"]
@@ -453,7 +453,7 @@ def markdown(res: dict[str, Any]) -> str:
             "### Roofline: model-FLOP utilisation of the measured matmul peak",
             "",
             "Peak = the highest median fp32 matmul throughput at the workload's own shapes (its linear layers at the "
-            "learner's and the sampler's rows, and 1024³); model FLOPs from `two_grpo/flops.py` (learner ≈ 6·params·"
+            "learner's and the sampler's rows, and 1024³); model FLOPs from `two_grpo/study/flops.py` (learner ≈ 6·params·"
             "tokens, sampler ≈ 2·params·generated tokens, plus attention). Hardware = the step at that peak.",
             "",
             "| workload | peak GFLOP/s | system | learner util | sampler util | step util | step / hardware |",

@@ -50,7 +50,7 @@ def overrides(w: dict[str, Any]) -> list[str]:
 
 
 def typed_config(w: dict[str, Any]):
-    from two_grpo.cli import compose, to_train_config
+    from two_grpo.config.compose import compose, to_train_config
 
     return to_train_config(compose(overrides(w)))
 
@@ -61,7 +61,7 @@ def run_ours(w: dict[str, Any]) -> dict[str, Any]:
     import contextlib
     import io
 
-    from two_grpo.trainer import train
+    from two_grpo.run.trainer import train
 
     cfg = typed_config(w)
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,8 +89,8 @@ def run_ours(w: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------- TRL
 def ordered_prompts(w: dict[str, Any]):
     """The prompts our trainer draws, in its order, for warmup+steps optimizer steps (U = 1)."""
-    from two_grpo.models import load_tokenizer, resolve_model_path
-    from two_grpo.sampler import PromptSampler
+    from two_grpo.data.sampler import PromptSampler
+    from two_grpo.models.loading import load_tokenizer, resolve_model_path
     from two_grpo.tasks import make_task
 
     cfg = typed_config(w)
@@ -108,7 +108,7 @@ def run_trl(w: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from two_grpo.models import load_tokenizer, resolve_model_path
+    from two_grpo.models.loading import load_tokenizer, resolve_model_path
     from two_grpo.tasks.toy_arith import exact_score
 
     torch.set_num_threads(w["threads"])
@@ -229,13 +229,13 @@ def run_limit(w: dict[str, Any]) -> dict[str, Any]:
 
     from two_grpo.algo.advantages import compute_advantages
     from two_grpo.algo.logprobs import token_logprobs
-    from two_grpo.batch import collate
-    from two_grpo.models import load_model, load_tokenizer, resolve_model_path
+    from two_grpo.data.batch import collate
+    from two_grpo.data.sampler import PromptSampler
+    from two_grpo.models.loading import load_model, load_tokenizer, resolve_model_path
     from two_grpo.rollout import make_engine
     from two_grpo.rollout.base import train_sampling
-    from two_grpo.sampler import PromptSampler
+    from two_grpo.run.state import sampling_seed, seed_everything
     from two_grpo.tasks import make_task
-    from two_grpo.trainer import sampling_seed, seed_everything
 
     cfg = typed_config(w)
     torch.set_num_threads(w["threads"])
@@ -291,26 +291,26 @@ def run_limit(w: dict[str, Any]) -> dict[str, Any]:
 def flops_shape(path: Any):
     from transformers import AutoConfig
 
-    from two_grpo.flops import Shape
+    from two_grpo.study.flops import Shape
 
     return Shape.of(AutoConfig.from_pretrained(path))
 
 
 def rollout_flops(shape, pairs):
-    from two_grpo.flops import rollout_flops as count
+    from two_grpo.study.flops import rollout_flops as count
 
     return count(shape, pairs)
 
 
 # ----------------------------------------------------------------------------------------------- the peak
 def run_peak(w: dict[str, Any]) -> dict[str, Any]:
-    """The machine's matmul throughput at this workload's own shapes (two_grpo/flops.py matmul_peak): the model's
+    """The machine's matmul throughput at this workload's own shapes (two_grpo/study/flops.py matmul_peak): the model's
     linear layers at the learner's rows per micro-batch (`learn_rows`) and at the sampler's decode rows (P x G),
     fp32 on the CPU; bf16 on the GPU too when CUDA is available. peak = the highest per-shape median."""
     import torch
 
-    from two_grpo.flops import matmul_peak, model_matmul_shapes
-    from two_grpo.models import resolve_model_path
+    from two_grpo.models.loading import resolve_model_path
+    from two_grpo.study.flops import matmul_peak, model_matmul_shapes
 
     cfg = typed_config(w)
     shape = flops_shape(resolve_model_path(cfg.model, quiet=True))
@@ -328,7 +328,7 @@ def build_random_qwen2(out_dir: Path, hidden: int, layers: int, seed: int = 0) -
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
 
-    from two_grpo.tiny_model import build_tokenizer
+    from two_grpo.models.tiny_model import build_tokenizer
 
     if (out_dir / "two_grpo_recipe.json").exists():
         return out_dir

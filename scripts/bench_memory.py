@@ -35,8 +35,8 @@ def child(args: argparse.Namespace) -> dict:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from two_grpo.batch import Rollout, collate
-    from two_grpo.config import AlgoConfig
+    from two_grpo.config.schema import AlgoConfig
+    from two_grpo.data.batch import Rollout, collate
     from two_grpo.learner.step import micro_batch_loss
 
     torch.manual_seed(0)

@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from two_grpo.config import ModelConfig, RolloutConfig, TaskConfig
-    from two_grpo.models import load_model, load_tokenizer, resolve_model_path
+    from two_grpo.config.schema import ModelConfig, RolloutConfig, TaskConfig
+    from two_grpo.models.loading import load_model, load_tokenizer, resolve_model_path
     from two_grpo.rollout import vllm_importable
     from two_grpo.rollout.base import Sampling
     from two_grpo.rollout.hf_engine import HFEngine
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if re.fullmatch(r"@h\d+l\d+", model_arg):
         from bench_jobs import build_random_qwen2
 
-        from two_grpo.tiny_model import default_cache_dir
+        from two_grpo.models.tiny_model import default_cache_dir
 
         hidden, layers = map(int, re.findall(r"\d+", model_arg))
         model_arg = str(build_random_qwen2(default_cache_dir() / f"bench-qwen2-{model_arg[1:]}", hidden, layers))

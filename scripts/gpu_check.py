@@ -6,7 +6,7 @@ On CUDA it runs, each part in its own process (so each peak is its own):
      (1.54 B parameters, no weights fetched), bf16, HF engine rollouts, on `learner=torch` and on DeepSpeed
      ZeRO-2 with one rank. The learner step holds 8 rows of 1024 prompt + 3072 response tokens (the rollouts are
      generated shorter, then filled with random tokens to 3072). Reported: step time, peak
-     `torch.cuda.max_memory_allocated` beside the memory plan's learner-step estimate (two_grpo.memory_plan) and
+     `torch.cuda.max_memory_allocated` beside the memory plan's learner-step estimate (two_grpo.run.memory_plan) and
      MFU = 6 * N * tokens / step time / 989 TFLOP/s (H100/H200 bf16 dense peak).
 Without CUDA (or with --dry-run) it prints what it would run and exits 0.
 
@@ -39,7 +39,7 @@ def qwen25_math_1p5b_config() -> Any:
     model; the fields the plan does not need are those of the hub config."""
     from transformers import Qwen2Config
 
-    from two_grpo.memory_plan import KNOWN_CONFIGS
+    from two_grpo.run.memory_plan import KNOWN_CONFIGS
 
     return Qwen2Config(
         **KNOWN_CONFIGS["Qwen/Qwen2.5-Math-1.5B"],
@@ -63,7 +63,7 @@ def build_model(device: str, dtype: Any = None) -> Any:
 
 def step_config(learner: str) -> Any:
     """TrainConfig of the paper-shaped step: bf16, G=2, 4 prompts -> 8 rows in one micro-batch, HF engine."""
-    from two_grpo.config import TrainConfig
+    from two_grpo.config.schema import TrainConfig
 
     cfg = TrainConfig(group_size=2, prompts_per_rollout=ROWS // 2, prompts_per_minibatch=ROWS // 2, lr=1e-6)
     cfg.model.path, cfg.model.dtype = "random:qwen25_math_1p5b", "bfloat16"
@@ -100,8 +100,8 @@ class ByteTokenizer:
 
 
 def plan_estimate_gb(cfg: Any) -> float | None:
-    """The memory plan's per-rank learner-step estimate in GB (two_grpo.memory_plan), beside the measured peak."""
-    from two_grpo.memory_plan import make_plan
+    """The memory plan's per-rank learner-step estimate in GB (two_grpo.run.memory_plan), beside the measured peak."""
+    from two_grpo.run.memory_plan import make_plan
 
     try:
         return float(make_plan(cfg).learner_phase_gb)
@@ -114,7 +114,7 @@ def run_step(learner_name: str) -> dict[str, Any]:
     """One paper-shaped learner step on CUDA; returns the measured numbers."""
     import torch
 
-    from two_grpo.batch import Prompt, Rollout, collate
+    from two_grpo.data.batch import Prompt, Rollout, collate
     from two_grpo.learner import make_learner
     from two_grpo.rollout.base import Sampling
     from two_grpo.rollout.hf_engine import HFEngine

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from two_grpo.batch import Rollout, TrainBatch, collate
+from two_grpo.data.batch import Rollout, TrainBatch, collate
 
 
 def random_batch(n: int, per_group: int, response_len: Callable[[int], int], seed: int = 0) -> TrainBatch:

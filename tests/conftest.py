@@ -20,15 +20,15 @@ def _seed():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """builtin:tiny architecture with a 30-step warm start: right shapes and tokenizer, built in seconds."""
-    from two_grpo.tiny_model import TinyRecipe, build
+    from two_grpo.models.tiny_model import TinyRecipe, build
 
     return build(tmp_path_factory.mktemp("tiny") / "model", TinyRecipe(sft_steps=30))
 
 
 @pytest.fixture
 def compose():
-    from two_grpo.cli import compose as _compose
-    from two_grpo.cli import to_train_config
+    from two_grpo.config.compose import compose as _compose
+    from two_grpo.config.compose import to_train_config
 
     def _run(overrides: list[str]):
         return to_train_config(_compose(overrides))

@@ -25,109 +25,21 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
+from two_grpo.config.compose import compose, format_config_error, is_config_exception, to_train_config
 
 EXIT_BAD_INPUT = 2
 USAGE = __doc__.split("\n\n")[1]
 
 
-def conf_dir() -> str:
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parent / "conf"):
-        if (candidate / "train.yaml").is_file():
-            return str(candidate)
-    raise FileNotFoundError("two_grpo: config folder not found (expected two_grpo/conf or <repo>/conf)")
-
-
-def _known_keys(node: Any, prefix: str = "") -> list[str]:
-    from omegaconf import DictConfig
-
-    keys = []
-    for k in node.keys() if isinstance(node, DictConfig) else []:
-        full = f"{prefix}{k}"
-        keys.append(full)
-        child = node._get_node(k)
-        if isinstance(child, DictConfig):
-            keys += _known_keys(child, full + ".")
-    return keys
-
-
-def format_config_error(exc: BaseException, overrides: list[str]) -> str:
-    """One line naming the key and what to do, from a Hydra/OmegaConf exception."""
-    from omegaconf import OmegaConf
-
-    from two_grpo.config import TrainConfig
-    from two_grpo.peer_names import peer_hint
-
-    chain = [exc]
-    while chain[-1].__cause__ is not None and len(chain) < 5:
-        chain.append(chain[-1].__cause__)
-    text = " | ".join(str(e) for e in chain)
-    schema_keys = _known_keys(OmegaConf.structured(TrainConfig))
-    m = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' not in '", text)
-    m2 = re.search(r"full_key: ([\w.]+)", text)
-    if m and ("not in struct" in text or "Could not override" in text or "not in '" in text):
-        key = m.group(1)
-        if m2 and "Key '" in text:
-            key = m2.group(1)
-        typed_keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o]
-        full = next((k for k in typed_keys if k == key or k.startswith(key + ".")), key)  # as the user typed it
-        peer = peer_hint(full)
-        if peer:
-            return f"unknown config key '{full}': {peer} (the README's table maps TRL's and verl's names)"
-        close = difflib.get_close_matches(key, schema_keys, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        return f"unknown config key '{key}': {hint}(list the keys with `two-grpo train --cfg job`)"
-    m = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
-    if m and m2:
-        return f"{m2.group(1)}={m.group(1)!r}: wrong type, expected {m.group(2).lower()}"
-    m = re.search(r"Could not find '([\w]+)/([^']+)'", text)
-    if m:
-        group, option = m.groups()
-        folder = Path(conf_dir()) / group
-        options = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-        return f"{group}={option}: no such config; choose one of: {', '.join(options) or '(none)'}"
-    first = str(chain[-1]).strip().splitlines()[0] if str(chain[-1]).strip() else type(chain[-1]).__name__
-    where = f" (key {m2.group(1)})" if m2 else ""
-    return f"invalid config{where}: {first}; overrides were: {' '.join(overrides) or '(none)'}"
-
-
-def compose(overrides: list[str]):
-    """Compose conf/train.yaml with `overrides` -> (DictConfig with hydra node). Raises on bad input."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from two_grpo.config import register_schemas
-
-    register_schemas()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3", job_name="train"):
-        return hydra_compose(config_name="train", overrides=overrides, return_hydra_config=True)
-
-
-def to_train_config(cfg: Any):
-    """DictConfig (without the hydra node) -> validated TrainConfig."""
-    from omegaconf import OmegaConf
-
-    from two_grpo.config import TrainConfig, reject_instantiation_keys, validate
-
-    plain = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
-    reject_instantiation_keys(plain)
-    typed: TrainConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), plain))  # type: ignore[assignment]
-    validate(typed)
-    return typed
-
-
 def cmd_train(argv: list[str]) -> int:
     from omegaconf import OmegaConf
 
-    from two_grpo.config import ConfigError
+    from two_grpo.config.schema import ConfigError
 
     show = None
     if "--cfg" in argv or "-c" in argv:
@@ -145,20 +57,20 @@ def cmd_train(argv: list[str]) -> int:
         print(f"two-grpo: error: {refused}: {HYDRA_FLAGS_REFUSED[refused.split('=', 1)[0]]}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if any(a in ("-m", "--multirun") or a.replace(" ", "") in ("hydra.mode=MULTIRUN",) for a in argv):
-        from two_grpo.sweep import cmd_multirun
+        from two_grpo.study.sweep import cmd_multirun
 
         return cmd_multirun([a for a in argv if a not in ("-m", "--multirun", "hydra.mode=MULTIRUN")])
     try:
         cfg = compose(argv)
         if show_plan:  # the per-GPU memory plan from the model config only; nothing is loaded
-            from two_grpo.memory_plan import make_plan
+            from two_grpo.run.memory_plan import make_plan
 
             print("\n".join(make_plan(to_train_config(cfg)).lines()))
             return 0
         if not cfg.run_id:
             cfg.run_id = f"{cfg.experiment_name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         if _launched_ranks() > 1:  # torchrun / deepspeed launcher: every rank uses rank 0's run id
-            from two_grpo.dist import init_dist
+            from two_grpo.dist.context import init_dist
 
             cfg.run_id = init_dist().broadcast_object(cfg.run_id)
         if show:
@@ -171,12 +83,12 @@ def cmd_train(argv: list[str]) -> int:
         print(f"two-grpo: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as exc:  # Hydra / OmegaConf composition errors become one line; anything else is a bug
-        if not _is_config_exception(exc):
+        if not is_config_exception(exc):
             raise
         print(f"two-grpo: error: {format_config_error(exc, argv)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     run_dir = Path(str(cfg.hydra.run.dir))
-    from two_grpo.resume import ResumeRefused, resume_decision
+    from two_grpo.run.resume import ResumeRefused, resume_decision
 
     try:
         run_dir, typed, resuming, finished = resume_decision(run_dir, typed)
@@ -190,14 +102,14 @@ def cmd_train(argv: list[str]) -> int:
     is_main = _launched_ranks() == 1 or _barrier_is_main()  # every rank has checked before rank 0 writes
     run_dir.mkdir(parents=True, exist_ok=True)
     if is_main and extending:
-        from two_grpo.resume import extension_note
+        from two_grpo.run.resume import extension_note
 
         print(f"two-grpo: {extension_note(run_dir, typed)}")
     if is_main and (not resuming or extending):
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(typed)))
         (run_dir / "overrides.txt").write_text("\n".join(argv) + ("\n" if argv else ""))
-    from two_grpo.guards import RunStopped
-    from two_grpo.trainer import train
+    from two_grpo.run.guards import RunStopped
+    from two_grpo.run.trainer import train
 
     try:
         train(typed, run_dir)
@@ -217,7 +129,7 @@ def _leave(code: int) -> int:
     launcher reports as a failed run (seen in CI)."""
     if _launched_ranks() <= 1:
         return code
-    from two_grpo.dist import shutdown
+    from two_grpo.dist.context import shutdown
 
     shutdown()
     sys.stdout.flush()
@@ -231,7 +143,7 @@ def _launched_ranks() -> int:
 
 
 def _barrier_is_main() -> bool:
-    from two_grpo.dist import init_dist
+    from two_grpo.dist.context import init_dist
 
     dist = init_dist()
     dist.barrier()
@@ -254,21 +166,14 @@ def strip_launcher_args(argv: list[str]) -> list[str]:
     return out
 
 
-def _is_config_exception(exc: BaseException) -> bool:
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    return isinstance(exc, (HydraException, OmegaConfBaseException))
-
-
 def cmd_build_model(argv: list[str]) -> int:
     """`two-grpo build-model [task=... task.*=... model.tiny_cache_dir=...]`: build builtin:tiny warm-started on
     the task (any task with gold answers: toy_arith, reasoning_gym); prints the model folder."""
-    from two_grpo.config import ConfigError
+    from two_grpo.config.schema import ConfigError
 
     try:
         typed = to_train_config(compose(argv))
-        from two_grpo.tiny_model import ensure_built, recipe_for
+        from two_grpo.models.tiny_model import ensure_built, recipe_for
 
         recipe = recipe_for(typed.task)
         if typed.task.name not in ("toy_arith",) and not recipe.task:
@@ -277,7 +182,7 @@ def cmd_build_model(argv: list[str]) -> int:
         print(f"two-grpo: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as exc:
-        if not _is_config_exception(exc):
+        if not is_config_exception(exc):
             raise
         print(f"two-grpo: error: {format_config_error(exc, argv)}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -286,32 +191,32 @@ def cmd_build_model(argv: list[str]) -> int:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from two_grpo.eval_cli import cmd_eval as run
+    from two_grpo.study.eval_cli import cmd_eval as run
 
     return run(argv)
 
 
 def cmd_sweep(argv: list[str]) -> int:
-    from two_grpo.sweep import cmd_sweep as run
+    from two_grpo.study.sweep import cmd_sweep as run
 
     return run(argv)
 
 
 def cmd_probe(argv: list[str]) -> int:
-    from two_grpo.probe import cmd_probe as run
+    from two_grpo.study.probe import cmd_probe as run
 
     return run(argv)
 
 
 def cmd_report(argv: list[str]) -> int:
-    from two_grpo.report import cmd_report as run
+    from two_grpo.study.report import cmd_report as run
 
     return run(argv)
 
 
 def cmd_explain(argv: list[str]) -> int:
     """`two-grpo explain KEY` / `two-grpo train --help [KEY]`: one key's type, default, allowed values, meaning."""
-    from two_grpo.explain import explain, train_help
+    from two_grpo.config.explain import explain, train_help
 
     if not argv:
         print(train_help())

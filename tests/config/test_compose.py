@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from two_grpo.cli import conf_dir, main
-from two_grpo.config import ConfigError, derive
+from two_grpo.cli import main
+from two_grpo.config.compose import conf_dir
+from two_grpo.config.schema import ConfigError, derive
 
 EXPERIMENTS = sorted(p.stem for p in (Path(conf_dir()) / "experiment").glob("*.yaml"))
 

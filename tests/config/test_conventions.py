@@ -41,8 +41,8 @@ def test_peer_names_point_to_ours_in_one_line(capsys, override, ours):
 
 
 def test_every_peer_name_maps_to_a_real_key():
-    from two_grpo.explain import schema_docs
-    from two_grpo.peer_names import TRL, VERL
+    from two_grpo.config.explain import schema_docs
+    from two_grpo.config.peer_names import TRL, VERL
 
     keys = set(schema_docs()) | {"hydra.run.dir"}
     targets = {ours for table in (TRL, VERL) for ours, _ in table.values()}

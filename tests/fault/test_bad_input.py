@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from two_grpo.batch import Prompt
 from two_grpo.cli import main
-from two_grpo.config import TaskConfig
-from two_grpo.data_gate import contamination_warning, dedupe, find_overlap, gate_train_set, word_ngrams
+from two_grpo.config.schema import TaskConfig
+from two_grpo.data.batch import Prompt
+from two_grpo.data.gate import contamination_warning, dedupe, find_overlap, gate_train_set, word_ngrams
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def no_model_load(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr("two_grpo.trainer.load_model", refuse)
+    monkeypatch.setattr("two_grpo.run.trainer.load_model", refuse)
 
 
 def run_main(capsys, argv):
@@ -120,8 +120,8 @@ def test_pickle_only_model_is_refused_without_opt_in(tmp_path, capsys, no_model_
 
 
 def test_trust_remote_code_is_logged_loudly(tiny_model_dir, capsys):
-    from two_grpo.config import ModelConfig
-    from two_grpo.models import load_model
+    from two_grpo.config.schema import ModelConfig
+    from two_grpo.models.loading import load_model
 
     load_model(str(tiny_model_dir), ModelConfig(trust_remote_code=True))
     assert "model.trust_remote_code=true runs Python code" in capsys.readouterr().err

@@ -13,8 +13,8 @@ import sys
 import pytest
 import torch
 
-from two_grpo import checkpoint as ckpt_mod
-from two_grpo.checkpoint import CheckpointManager, rng_state, set_rng_state, truncate_jsonl
+from two_grpo.run import checkpoint as ckpt_mod
+from two_grpo.run.checkpoint import CheckpointManager, rng_state, set_rng_state, truncate_jsonl
 
 
 class FakeLearner:
@@ -87,7 +87,7 @@ def test_full_disk_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
 
 
 def test_trainer_says_so_in_one_line_on_full_disk(tmp_path, monkeypatch, capsys):
-    from two_grpo.trainer import save_checkpoint
+    from two_grpo.run.checkpoint import save_checkpoint
 
     mgr = CheckpointManager(tmp_path)
     assert save_checkpoint(mgr, 2, FakeLearner(), {}, -1) == 2
@@ -118,7 +118,7 @@ def test_rng_round_trip_is_exact():
 
 
 def _tiny_learner(seed: int = 0):
-    from two_grpo.config import AlgoConfig, LearnerConfig
+    from two_grpo.config.schema import AlgoConfig, LearnerConfig
     from two_grpo.learner.torch_learner import TorchLearner
 
     torch.manual_seed(seed)
@@ -215,7 +215,7 @@ def test_kill_during_save_leaves_previous_loadable(tmp_path):
     script = f"""
 import os, signal
 from pathlib import Path
-from two_grpo import checkpoint as c
+from two_grpo.run import checkpoint as c
 class L:
     def save_state(self, folder): (folder / "weights.txt").write_text("w")
 mgr = c.CheckpointManager(Path({str(tmp_path)!r}), keep_last=1)

@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 import two_grpo.learner.torch_learner as tl
 from two_grpo.cli import main
-from two_grpo.config import AlgoConfig, LearnerConfig
-from two_grpo.guards import GuardTripped, NonFiniteGuard
+from two_grpo.config.schema import AlgoConfig, LearnerConfig
+from two_grpo.run.guards import GuardTripped, NonFiniteGuard
 
 
 class FakeBatch:

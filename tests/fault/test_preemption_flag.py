@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from two_grpo.guards import PreemptionFlag
+from two_grpo.run.guards import PreemptionFlag
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])

@@ -124,7 +124,7 @@ def test_sigkill_inside_a_save_then_at_a_random_step_then_resume(tmp_path, tiny_
     script = textwrap.dedent(
         f"""
         import os, signal, sys
-        from two_grpo import checkpoint as c
+        from two_grpo.run import checkpoint as c
         real = c.write_json
         def write(path, payload):
             if path.parent.name == "step_4.tmp" and path.name == c.STATE_FILE:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from two_grpo.batch import Prompt, Rollout
-from two_grpo.guards import GuardTripped, check_reward_failures
-from two_grpo.rewards import RewardScorer
+from two_grpo.data.batch import Prompt, Rollout
+from two_grpo.run.guards import GuardTripped, check_reward_failures
 from two_grpo.tasks.math_task import math_verify_score
+from two_grpo.tasks.rewards import RewardScorer
 from two_grpo.tasks.sandbox import ScoringPool
 
 TABLE = [

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 def learner_config(model_dir, backend: str):
     """TrainConfig of the learner under test: KL to a reference model and TIS on, so every field is read."""
-    from two_grpo.config import TrainConfig
+    from two_grpo.config.schema import TrainConfig
 
     cfg = TrainConfig(group_size=2, prompts_per_rollout=2, prompts_per_minibatch=2, lr=1e-4)
     cfg.model.path = str(model_dir)
@@ -40,7 +40,7 @@ def test_learner_trains_on_the_gpu_with_every_field(tiny_model_dir, backend):
     if backend == "zero2" and importlib.util.find_spec("deepspeed") is None:
         pytest.skip("deepspeed not installed")
     from two_grpo.learner import make_learner
-    from two_grpo.models import load_model
+    from two_grpo.models.loading import load_model
 
     cfg = learner_config(tiny_model_dir, backend)
     model = load_model(str(tiny_model_dir), cfg.model)

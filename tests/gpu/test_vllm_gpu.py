@@ -24,8 +24,8 @@ PROMPT, COMPLETION = "12+34=", "46"
 
 
 def _engine(model_dir: Path, **overrides):
-    from two_grpo.config import RolloutConfig
-    from two_grpo.models import load_tokenizer
+    from two_grpo.config.schema import RolloutConfig
+    from two_grpo.models.loading import load_tokenizer
     from two_grpo.rollout.vllm_engine import VLLMEngine
 
     settings = {"backend": "vllm", "dtype": "float32", "kv_cache_gb": 0.0, "gpu_memory_utilization": 0.2}
@@ -34,7 +34,7 @@ def _engine(model_dir: Path, **overrides):
 
 
 def _learner_logprobs(model, prompt_ids, completion_ids):
-    from two_grpo.batch import Rollout, collate
+    from two_grpo.data.batch import Rollout, collate
     from two_grpo.learner.step import forward_logprobs
 
     batch = collate([Rollout(0, 0, prompt_ids, completion_ids, "", "stop")], pad_id=0)
@@ -46,8 +46,8 @@ def _learner_logprobs(model, prompt_ids, completion_ids):
 
 @pytest.fixture(scope="module")
 def gpu_setup(tiny_model_dir):
-    from two_grpo.config import ModelConfig
-    from two_grpo.models import load_model
+    from two_grpo.config.schema import ModelConfig
+    from two_grpo.models.loading import load_model
 
     model = load_model(str(tiny_model_dir), ModelConfig(path=str(tiny_model_dir))).cuda()
     engine = _engine(tiny_model_dir, enable_sleep=True)
@@ -57,7 +57,7 @@ def gpu_setup(tiny_model_dir):
 def test_sleep_wake_push_serves_the_new_weights(gpu_setup):
     """generate (engine sleeps after it) -> learner changes weights -> push -> the engine's log-probs are the new
     ones, not the pre-sleep copy that wake_up would restore (a peer shipped stale weights exactly here)."""
-    from two_grpo.batch import Prompt
+    from two_grpo.data.batch import Prompt
     from two_grpo.rollout.base import Sampling
 
     engine, model = gpu_setup
@@ -86,9 +86,9 @@ def test_sleep_wake_push_serves_the_new_weights(gpu_setup):
 
 
 def test_bf16_engine_samples_close_to_the_fp32_learner(tiny_model_dir):
-    from two_grpo.batch import Prompt
-    from two_grpo.config import ModelConfig
-    from two_grpo.models import load_model
+    from two_grpo.config.schema import ModelConfig
+    from two_grpo.data.batch import Prompt
+    from two_grpo.models.loading import load_model
     from two_grpo.rollout.base import Sampling
 
     model = load_model(str(tiny_model_dir), ModelConfig(path=str(tiny_model_dir))).cuda()
@@ -103,9 +103,9 @@ def test_bf16_engine_samples_close_to_the_fp32_learner(tiny_model_dir):
 
 TP_SCRIPT = r"""
 import os, sys, torch
-from two_grpo.batch import Prompt
-from two_grpo.config import ModelConfig, RolloutConfig
-from two_grpo.models import load_model, load_tokenizer
+from two_grpo.data.batch import Prompt
+from two_grpo.config.schema import ModelConfig, RolloutConfig
+from two_grpo.models.loading import load_model, load_tokenizer
 from two_grpo.rollout.base import Sampling
 from two_grpo.rollout.vllm_engine import VLLMEngine
 path = sys.argv[1]

@@ -36,7 +36,7 @@ def make_model():
 
 
 def make_rollouts():
-    from two_grpo.batch import Rollout
+    from two_grpo.data.batch import Rollout
 
     g = torch.Generator().manual_seed(1)
     out = []
@@ -59,7 +59,7 @@ def make_rollouts():
 
 
 def make_config(learner: str):
-    from two_grpo.config import TrainConfig
+    from two_grpo.config.schema import TrainConfig
 
     cfg = TrainConfig(group_size=2, prompts_per_rollout=4, prompts_per_minibatch=4, lr=1e-2)
     cfg.learner.micro_rollouts = 3
@@ -74,8 +74,8 @@ def make_config(learner: str):
 
 
 def run(learner_name: str) -> dict:
-    from two_grpo.batch import collate
-    from two_grpo.dist import init_dist
+    from two_grpo.data.batch import collate
+    from two_grpo.dist.context import init_dist
     from two_grpo.learner import make_learner
 
     dist = init_dist()
@@ -101,8 +101,8 @@ def run(learner_name: str) -> dict:
 
 def learner_and_even_slice(learner_name: str):
     """A learner without KL, this rank's equal slice of the rollouts (whole groups) as a batch, and the context."""
-    from two_grpo.batch import collate
-    from two_grpo.dist import init_dist
+    from two_grpo.data.batch import collate
+    from two_grpo.dist.context import init_dist
     from two_grpo.learner import make_learner
 
     dist = init_dist()
@@ -170,7 +170,7 @@ def run_nonfinite(learner_name: str) -> dict:
 
 def main() -> None:
     out_path, learners = sys.argv[1], sys.argv[2:]
-    from two_grpo.dist import init_dist
+    from two_grpo.dist.context import init_dist
 
     results = {}
     for name in learners:

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from two_grpo.config import derive
-from two_grpo.trainer import train
+from two_grpo.config.schema import derive
+from two_grpo.run.trainer import train
 
 pytestmark = pytest.mark.slow
 BASE = [

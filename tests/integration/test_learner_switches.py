@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow
 
 
 def first_steps(run_dir: Path, extra: list[str]) -> list[dict]:
-    from two_grpo.cli import compose, to_train_config
-    from two_grpo.trainer import train
+    from two_grpo.config.compose import compose, to_train_config
+    from two_grpo.run.trainer import train
 
     overrides = ["experiment=smoke", "budget.max_steps=2", "eval.prompts=0",
                  "eval.difficulty_prompts=0", "logger.progress=false", "learner.micro_rollouts=5", *extra]  # fmt: skip

@@ -56,7 +56,7 @@ def test_reasoning_gym_run_end_to_end(tmp_path, tiny_model_dir):
 
 def test_build_model_warm_starts_on_the_named_task(tmp_path, monkeypatch, capsys):
     pytest.importorskip("reasoning_gym")
-    import two_grpo.tiny_model as tm
+    import two_grpo.models.tiny_model as tm
     from two_grpo.cli import main
 
     real = tm.recipe_for

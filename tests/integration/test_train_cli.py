@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from two_grpo.tracking import STEP_KEYS
+from two_grpo.run.tracking import STEP_KEYS
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

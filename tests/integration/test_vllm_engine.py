@@ -21,8 +21,8 @@ PROMPT, COMPLETION = "12+34=", "46"
 
 @pytest.fixture(scope="module")
 def setup(tiny_model_dir):
-    from two_grpo.config import ModelConfig, RolloutConfig
-    from two_grpo.models import load_model, load_tokenizer
+    from two_grpo.config.schema import ModelConfig, RolloutConfig
+    from two_grpo.models.loading import load_model, load_tokenizer
     from two_grpo.rollout.vllm_engine import VLLMEngine
 
     path = str(tiny_model_dir)
@@ -35,7 +35,7 @@ def setup(tiny_model_dir):
 
 def learner_logprobs(model, prompt_ids, completion_ids):
     """Learner's teacher-forced log-probs of completion_ids after prompt_ids (T=1), [len(completion_ids)]."""
-    from two_grpo.batch import Rollout, collate
+    from two_grpo.data.batch import Rollout, collate
     from two_grpo.learner.step import forward_logprobs
 
     r = Rollout(0, 0, prompt_ids, completion_ids, "", "stop")
@@ -57,7 +57,7 @@ def test_vllm_loads_the_tiny_char_tokenizer(setup):
 
 
 def test_generate_returns_groups_with_engine_logprobs_matching_the_learner(setup):
-    from two_grpo.batch import Prompt
+    from two_grpo.data.batch import Prompt
     from two_grpo.rollout.base import Sampling
 
     engine, model, _ = setup
@@ -74,7 +74,7 @@ def test_generate_returns_groups_with_engine_logprobs_matching_the_learner(setup
 
 
 def test_per_call_seed_reproduces_and_varies(setup):
-    from two_grpo.batch import Prompt
+    from two_grpo.data.batch import Prompt
     from two_grpo.rollout.base import Sampling
 
     engine, _, _ = setup
@@ -93,7 +93,7 @@ def test_per_call_seed_reproduces_and_varies(setup):
 
 
 def test_greedy_matches_learner_argmax(setup):
-    from two_grpo.batch import Prompt
+    from two_grpo.data.batch import Prompt
     from two_grpo.rollout.base import Sampling
 
     engine, model, tok = setup
@@ -165,10 +165,10 @@ def test_lora_push_sends_merged_weights_and_leaves_the_learner_unmerged(setup, t
     push after the adapter changed gives base + the new delta (nothing was merged in for good, in either copy)."""
     peft = pytest.importorskip("peft")
     del peft
-    from two_grpo import lora
-    from two_grpo.config import AlgoConfig, LearnerConfig, LoraConfig, ModelConfig
+    from two_grpo.config.schema import AlgoConfig, LearnerConfig, LoraConfig, ModelConfig
     from two_grpo.learner.torch_learner import TorchLearner
-    from two_grpo.models import load_model
+    from two_grpo.models import lora
+    from two_grpo.models.loading import load_model
 
     engine, _, _ = setup
     path = str(tiny_model_dir)

@@ -2,7 +2,7 @@
 
 import torch
 
-from two_grpo.batch import Rollout, collate, split_groups
+from two_grpo.data.batch import Rollout, collate, split_groups
 
 
 def r(gid, prompt, resp, adv=0.0):

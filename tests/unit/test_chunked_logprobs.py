@@ -7,7 +7,7 @@ import torch
 from batches import random_batch
 
 from two_grpo.algo.logprobs import chunked_head_logprobs, token_entropy, token_logprobs
-from two_grpo.config import AlgoConfig, LearnerConfig
+from two_grpo.config.schema import AlgoConfig, LearnerConfig
 from two_grpo.learner.micro import micro_batches
 from two_grpo.learner.step import forward_logprobs, micro_batch_loss
 from two_grpo.learner.torch_learner import TorchLearner

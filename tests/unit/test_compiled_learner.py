@@ -10,7 +10,7 @@ import pytest
 import torch
 from batches import random_batch
 
-from two_grpo.config import AlgoConfig, ConfigError, LearnerConfig
+from two_grpo.config.schema import AlgoConfig, ConfigError, LearnerConfig
 from two_grpo.learner import compiled
 from two_grpo.learner.torch_learner import TorchLearner
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from two_grpo.batch import Prompt, Rollout
+from two_grpo.data.batch import Prompt, Rollout
 
 
 def rollout(group, pid, reward, adv, n_tokens, text="x"):
@@ -27,7 +27,7 @@ def rollout(group, pid, reward, adv, n_tokens, text="x"):
 
 # ---- -m -------------------------------------------------------------------------------------------------------
 def test_multirun_plan_is_the_product_with_seeds_and_keeps_bracketed_commas():
-    from two_grpo.sweep import multirun_plan
+    from two_grpo.study.sweep import multirun_plan
 
     argv = ["group_size=2,16", "algo.advantage=grpo,rloo", "seed=0,1,2", "model.lora.target_modules=[q_proj,v_proj]"]
     name, preset, members, common, hydra, sweep_dir = multirun_plan(argv)
@@ -45,7 +45,7 @@ def test_multirun_plan_is_the_product_with_seeds_and_keeps_bracketed_commas():
 
 
 def test_split_sweep_values():
-    from two_grpo.sweep import split_sweep_values
+    from two_grpo.study.sweep import split_sweep_values
 
     assert split_sweep_values("1,2,3") == ["1", "2", "3"]
     assert split_sweep_values("[a,b],[c]") == ["[a,b]", "[c]"]
@@ -54,7 +54,7 @@ def test_split_sweep_values():
 
 
 def test_member_watcher_prints_one_line_per_finished_member_with_eta(tmp_path, monkeypatch):
-    from two_grpo import sweep
+    from two_grpo.study import sweep
 
     lines: list[str] = []
     clock = [1000.0]
@@ -77,7 +77,7 @@ def test_member_watcher_prints_one_line_per_finished_member_with_eta(tmp_path, m
 
 # ---- console --------------------------------------------------------------------------------------------------
 def test_progress_line_has_step_total_elapsed_and_eta():
-    from two_grpo.console import ProgressView
+    from two_grpo.run.console import ProgressView
 
     view = ProgressView(100, enabled=False, print_every=10)
     view.t0 = 0.0
@@ -94,8 +94,8 @@ def test_progress_line_has_step_total_elapsed_and_eta():
 def test_non_tty_lines_and_header_never_wrap_a_pair(monkeypatch):
     from rich.console import Console
 
-    from two_grpo import console as c
-    from two_grpo.config import TrainConfig
+    from two_grpo.config.schema import TrainConfig
+    from two_grpo.run import console as c
 
     buf = io.StringIO()
     monkeypatch.setattr(c, "console", Console(file=buf, width=40, highlight=False))
@@ -116,7 +116,7 @@ class _NoDist:
 
 
 def test_peer_metrics_by_hand():
-    from two_grpo.tracking import STEP_KEYS, peer_metrics
+    from two_grpo.run.tracking import STEP_KEYS, peer_metrics
 
     rs = [rollout(0, 0, 0.0, -1, 3), rollout(0, 0, 1.0, 1, 5), rollout(1, 1, 1.0, 0, 8), rollout(1, 1, 0.0, 0, 4)]
     m = peer_metrics(rs, rollout_s=2.0, tokens_total=100, wall_s=50.0, dist=_NoDist())
@@ -164,7 +164,7 @@ def fake_wandb(monkeypatch):
 
 
 def test_wandb_keys_and_completions_table_with_a_fake_wandb(tmp_path, monkeypatch):
-    from two_grpo.tracking import Tracker
+    from two_grpo.run.tracking import Tracker
 
     wandb = fake_wandb(monkeypatch)
     monkeypatch.delenv("TWO_GRPO_SWEEP_NAME", raising=False)
@@ -192,7 +192,7 @@ def test_wandb_keys_and_completions_table_with_a_fake_wandb(tmp_path, monkeypatc
 
 def test_wandb_offline_run_with_the_keys_and_a_table(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
-    from two_grpo.tracking import Tracker
+    from two_grpo.run.tracking import Tracker
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     t = Tracker(tmp_path, "wandb", "two-grpo-test", {"a": 1}, "offline-run", group="grp", tags=["t1"])
@@ -206,7 +206,7 @@ def test_wandb_offline_run_with_the_keys_and_a_table(tmp_path, monkeypatch):
 
 # ---- vLLM logs ------------------------------------------------------------------------------------------------
 def test_engine_log_routing_sends_vllm_warnings_to_the_file_not_stdout(tmp_path, monkeypatch, capsys):
-    from two_grpo import engine_log
+    from two_grpo.run import engine_log
 
     monkeypatch.delenv("VLLM_LOGGING_CONFIG_PATH", raising=False)
     monkeypatch.delenv("VLLM_CONFIGURE_LOGGING", raising=False)
@@ -239,7 +239,7 @@ def test_console_to_engine_log_moves_fd_level_output_to_the_file_and_back(tmp_pa
     those.)"""
     import os
 
-    from two_grpo import engine_log
+    from two_grpo.run import engine_log
 
     for key in ("VLLM_LOGGING_CONFIG_PATH", "VLLM_CONFIGURE_LOGGING", "DS_ACCELERATOR"):
         monkeypatch.delenv(key, raising=False)
@@ -270,8 +270,8 @@ def test_console_to_engine_log_moves_fd_level_output_to_the_file_and_back(tmp_pa
 
 # ---- extending a finished run ---------------------------------------------------------------------------------
 def test_budget_raised_rules():
-    from two_grpo.config import TrainConfig
-    from two_grpo.resume import budget_raised
+    from two_grpo.config.schema import TrainConfig
+    from two_grpo.run.resume import budget_raised
 
     old = TrainConfig()
     old.budget.max_steps = 8
@@ -293,7 +293,7 @@ def test_budget_raised_rules():
 
 
 def test_write_plan_keeps_the_sweep_command_apart_from_the_members_commands(tmp_path):
-    from two_grpo.sweep import multirun_plan, write_plan
+    from two_grpo.study.sweep import multirun_plan, write_plan
 
     argv = ["group_size=2,4", "experiment=smoke"]
     name, preset, members, *_ = multirun_plan(argv)

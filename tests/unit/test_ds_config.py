@@ -3,7 +3,7 @@ Run: pytest tests/unit/test_ds_config.py"""
 
 import pytest
 
-from two_grpo.config import ConfigError, TrainConfig
+from two_grpo.config.schema import ConfigError, TrainConfig
 from two_grpo.learner.ds_config import deepspeed_config, rollouts_per_rank, warmup_constant
 
 

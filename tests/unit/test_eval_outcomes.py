@@ -6,10 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from two_grpo.batch import Prompt, Rollout
-from two_grpo.config import TrainConfig
-from two_grpo.evaluate import Evaluator, evaluate_suite
-from two_grpo.rewards import ScoreReport
+from two_grpo.config.schema import TrainConfig
+from two_grpo.data.batch import Prompt, Rollout
+from two_grpo.study.evaluate import Evaluator, evaluate_suite
+from two_grpo.tasks.rewards import ScoreReport
 
 
 class FakeEngine:
@@ -31,7 +31,7 @@ class FakeScorer:
 
 
 def suite(n=5):
-    from two_grpo.evaluate import Benchmark
+    from two_grpo.study.evaluate import Benchmark
 
     return [Benchmark("arith", [Prompt(prompt_id=10 + i, text="q", answer="a") for i in range(n)], FakeScorer())]
 
@@ -85,8 +85,8 @@ def test_evaluator_writes_one_line_per_prompt_with_budget_and_due_in_rollouts(tm
 
 
 def test_resume_cuts_eval_outcomes_back_to_the_checkpoint(tmp_path):
-    from two_grpo.dist import DistContext
-    from two_grpo.trainer import prepare_resume
+    from two_grpo.dist.context import DistContext
+    from two_grpo.run.resume import prepare_resume
 
     lines = [{"step": s, "rollouts": 10 * s, "benchmark": "arith", "prompt_id": p, "rewards": [1.0]}
              for s in (0, 4, 8) for p in (1, 2)]  # fmt: skip

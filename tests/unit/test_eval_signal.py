@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from two_grpo.evaluate import pass_at_k, zero_var_prob
-from two_grpo.signal import predicted_zero_var_frac, signal_metrics
+from two_grpo.algo.signal import predicted_zero_var_frac, signal_metrics
+from two_grpo.study.evaluate import pass_at_k, zero_var_prob
 
 
 def _all_cases(max_n=8):

@@ -5,8 +5,8 @@ import pytest
 import torch
 from batches import random_batch
 
-from two_grpo.batch import Rollout, collate
-from two_grpo.config import AlgoConfig, LearnerConfig
+from two_grpo.config.schema import AlgoConfig, LearnerConfig
+from two_grpo.data.batch import Rollout, collate
 from two_grpo.learner.micro import micro_batches, padded_tokens
 from two_grpo.learner.step import micro_batch_loss
 from two_grpo.learner.torch_learner import TorchLearner
@@ -95,7 +95,7 @@ def test_skipping_the_onpolicy_logprob_pass_gives_the_same_loss_and_gradient(tin
 def test_trainer_skips_the_old_logprob_pass_only_for_the_first_minibatch(
     tmp_path, tiny_model_dir, compose, monkeypatch, skip, passes_per_rollout_batch
 ):
-    from two_grpo import trainer
+    from two_grpo.run import trainer
 
     calls = []
     original = TorchLearner.logprobs

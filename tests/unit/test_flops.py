@@ -1,11 +1,11 @@
-"""Model FLOP counting (two_grpo/flops.py): hand-checked on a tiny Qwen2, and against torch's FlopCounterMode on
+"""Model FLOP counting (two_grpo/study/flops.py): hand-checked on a tiny Qwen2, and against torch's FlopCounterMode on
 the real HF model (eager attention, so every matmul is visible to the counter)."""
 
 from __future__ import annotations
 
 import torch
 
-from two_grpo import flops
+from two_grpo.study import flops
 
 
 def tiny_config():

@@ -43,7 +43,7 @@ def test_model_has_qwen25_math_1p5b_shapes(gpu_check):
 
 
 def test_step_config_is_paper_shaped(gpu_check):
-    from two_grpo.models import check_positions
+    from two_grpo.models.loading import check_positions
 
     for learner in gpu_check.LEARNERS:
         cfg = gpu_check.step_config(learner)

@@ -12,14 +12,14 @@ import pytest
 import torch
 from batches import random_batch
 
-from two_grpo import multirank as mr
-from two_grpo.batch import Prompt, TrainBatch
-from two_grpo.config import AlgoConfig, ConfigError, LearnerConfig, ModelConfig, RolloutConfig, TrainConfig
-from two_grpo.dist import DistContext
+from two_grpo.config.schema import AlgoConfig, ConfigError, LearnerConfig, ModelConfig, RolloutConfig, TrainConfig
+from two_grpo.data.batch import Prompt, TrainBatch
+from two_grpo.dist import multirank as mr
+from two_grpo.dist.context import DistContext
 from two_grpo.learner.ds_config import deepspeed_config
-from two_grpo.models import check_positions, config_overrides, fit_prompt_tokens, load_model
+from two_grpo.models.loading import check_positions, config_overrides, fit_prompt_tokens, load_model
 from two_grpo.rollout.base import Sampling
-from two_grpo.rollout.vllm_engine import engine_kwargs, engine_max_num_seqs, request_seed, sampling_kwargs
+from two_grpo.rollout.vllm_engine import Placement, engine_kwargs, engine_max_num_seqs, request_seed, sampling_kwargs
 
 META = torch.device("meta")
 
@@ -53,8 +53,8 @@ def assert_every_field_on(batch: TrainBatch, device: torch.device) -> None:
 def test_prompt_plus_response_beyond_the_positions_is_refused_before_any_model_loads(
     short_model_dir, tmp_path, capsys, monkeypatch
 ):
-    from two_grpo import trainer
     from two_grpo.cli import main
+    from two_grpo.run import trainer
 
     def no_load(*a, **k):
         raise AssertionError("weights were loaded before the positions check")
@@ -72,7 +72,7 @@ def test_prompt_plus_response_beyond_the_positions_is_refused_before_any_model_l
 
 
 def test_positions_check_names_the_eval_length_and_auto_prompt_fits(short_model_dir):
-    from two_grpo.models import read_model_config
+    from two_grpo.models.loading import read_model_config
 
     hf = read_model_config(str(short_model_dir))
     cfg = TrainConfig(model=ModelConfig(path=str(short_model_dir)))
@@ -108,7 +108,9 @@ def test_raised_positions_reach_the_learner_config_and_the_vllm_overrides(tiny_m
     torch.testing.assert_close(model.model.rotary_emb.inv_freq.float(), expected)  # the RoPE really changed
     over = config_overrides(cfg, model.config)
     assert over["max_position_embeddings"] == 512 and over["rope_parameters"]["rope_theta"] == 40000.0
-    kw = engine_kwargs("/m", RolloutConfig(), "float32", 0, 512, 256, on_cuda=True, rank=0, world=1, hf_overrides=over)
+    kw = engine_kwargs(
+        "/m", RolloutConfig(), "float32", 0, 512, 256, place=Placement(on_cuda=True, rank=0, world=1), hf_overrides=over
+    )
     assert kw["hf_overrides"] == over
     assert config_overrides(ModelConfig(), model.config) == {}
 
@@ -150,7 +152,7 @@ def test_torch_learner_puts_model_reference_and_every_batch_field_on_its_device(
 
 
 def test_make_learner_uses_the_ranks_device(tiny_model_dir, monkeypatch, compose):
-    from two_grpo import dist
+    from two_grpo.dist import context as dist
     from two_grpo.learner import make_learner
 
     monkeypatch.setattr(dist.DistContext, "device", property(lambda self: META))
@@ -182,7 +184,9 @@ def test_engine_kwargs_have_no_data_parallel_group_and_seed_each_tp_group():
     cfg = RolloutConfig(backend="vllm", tensor_parallel_size=2)
     seeds = []
     for rank in range(4):
-        kw = engine_kwargs("/m", cfg, "bfloat16", seed=5, max_model_len=4096, max_num_seqs=256, rank=rank, world=4)
+        kw = engine_kwargs(
+            "/m", cfg, "bfloat16", seed=5, max_model_len=4096, max_num_seqs=256, place=Placement(rank=rank, world=4)
+        )
         assert "data_parallel_size" not in kw and kw["distributed_executor_backend"] == "external_launcher"
         seeds.append(kw["seed"])
     assert seeds == [5, 5, 6, 6]  # TRL: process_index // tensor_parallel_size
@@ -214,8 +218,8 @@ def test_sharded_eval_runs_on_a_rank_with_an_empty_slice():
 
 
 def test_evaluate_calls_generate_with_no_prompts():
-    from two_grpo.config import EvalConfig
-    from two_grpo.evaluate import evaluate
+    from two_grpo.config.schema import EvalConfig
+    from two_grpo.study.evaluate import evaluate
 
     calls = []
 
@@ -255,13 +259,15 @@ def test_sleep_level_2_is_refused(compose):
 def test_kv_cache_follows_gpu_memory_utilization_on_cuda_by_default(compose):
     cfg = compose(["rollout=vllm"]).rollout
     assert cfg.kv_cache_gb == -1  # auto
-    cuda = engine_kwargs("/m", cfg, "bfloat16", 0, 4096, 256, on_cuda=True, rank=0, world=1)
-    cpu = engine_kwargs("/m", cfg, "float32", 0, 4096, 256, on_cuda=False, rank=0, world=1)
+    cuda = engine_kwargs("/m", cfg, "bfloat16", 0, 4096, 256, place=Placement(on_cuda=True, rank=0, world=1))
+    cpu = engine_kwargs("/m", cfg, "float32", 0, 4096, 256, place=Placement(on_cuda=False, rank=0, world=1))
     assert "kv_cache_memory_bytes" not in cuda and cuda["gpu_memory_utilization"] == 0.3  # profiled
     assert cpu["kv_cache_memory_bytes"] == 256 * 2**20
     explicit = dataclasses.replace(cfg, kv_cache_gb=2.0)
     assert (
-        engine_kwargs("/m", explicit, "bf16", 0, 64, 8, on_cuda=True, rank=0, world=1)["kv_cache_memory_bytes"]
+        engine_kwargs("/m", explicit, "bf16", 0, 64, 8, place=Placement(on_cuda=True, rank=0, world=1))[
+            "kv_cache_memory_bytes"
+        ]
         == 2 << 30
     )
     with pytest.raises(ConfigError, match="kv_cache_gb"):
@@ -273,7 +279,9 @@ def test_max_num_seqs_is_sized_per_engine_and_batched_tokens_cover_it():
     assert engine_max_num_seqs(512 * 16, tensor_parallel_size=1, world=8) == 1024  # P*G / world
     assert engine_max_num_seqs(512 * 16, tensor_parallel_size=2, world=8) == 2048  # one engine per TP group
     assert engine_max_num_seqs(64, 1, 1) == 256  # vLLM's default as a floor
-    kw = engine_kwargs("/m", RolloutConfig(), "bfloat16", 0, 4096, max_num_seqs=16384, on_cuda=True, rank=0, world=1)
+    kw = engine_kwargs(
+        "/m", RolloutConfig(), "bfloat16", 0, 4096, max_num_seqs=16384, place=Placement(on_cuda=True, rank=0, world=1)
+    )
     assert kw["max_num_batched_tokens"] >= kw["max_num_seqs"] == 16384
 
 
@@ -301,7 +309,7 @@ def test_hf_engine_generates_nothing_for_no_prompts(tiny_model_dir):
     """The evaluator calls generate even for an empty slice (a vLLM TP group's call is collective); HF returns []."""
     from transformers import AutoModelForCausalLM
 
-    from two_grpo.models import load_tokenizer
+    from two_grpo.models.loading import load_tokenizer
     from two_grpo.rollout.base import Sampling
     from two_grpo.rollout.hf_engine import HFEngine
 

@@ -34,7 +34,7 @@ def test_every_gpu_module_imports_with_cuda_faked(name, monkeypatch):
 
 def test_vllm_gpu_engine_factory_accepts_every_override(monkeypatch, tmp_path):
     module = load_gpu_module("test_vllm_gpu", monkeypatch)
-    import two_grpo.models
+    import two_grpo.models.loading
     import two_grpo.rollout.vllm_engine as vllm_engine
 
     built = []
@@ -44,7 +44,7 @@ def test_vllm_gpu_engine_factory_accepts_every_override(monkeypatch, tmp_path):
             built.append(cfg)
 
     monkeypatch.setattr(vllm_engine, "VLLMEngine", FakeEngine)
-    monkeypatch.setattr(two_grpo.models, "load_tokenizer", lambda path: None)
+    monkeypatch.setattr(two_grpo.models.loading, "load_tokenizer", lambda path: None)
     module._engine(tmp_path, enable_sleep=True)
     module._engine(tmp_path, dtype="bfloat16")  # TypeError before the fix: dtype given twice
     assert built[0].enable_sleep and built[0].dtype == "float32" and built[1].dtype == "bfloat16"
@@ -64,7 +64,7 @@ def test_learner_gpu_helpers_run_on_cpu(monkeypatch, tiny_model_dir):
     module = load_gpu_module("test_learner_gpu", monkeypatch)
     monkeypatch.undo()  # real CPU from here
     from two_grpo.learner import make_learner
-    from two_grpo.models import load_model
+    from two_grpo.models.loading import load_model
 
     cfg = module.learner_config(tiny_model_dir, "torch")
     assert module.learner_config(tiny_model_dir, "zero2").learner.zero_stage == 2

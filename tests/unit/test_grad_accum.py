@@ -5,7 +5,7 @@ import pytest
 import torch
 from batches import random_batch
 
-from two_grpo.config import AlgoConfig, LearnerConfig
+from two_grpo.config.schema import AlgoConfig, LearnerConfig
 from two_grpo.learner.torch_learner import TorchLearner
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from batches import random_batch
 
-from two_grpo.config import AlgoConfig, ConfigError, DiagnosticsConfig, LearnerConfig
+from two_grpo.config.schema import AlgoConfig, ConfigError, DiagnosticsConfig, LearnerConfig
 from two_grpo.learner.torch_learner import TorchLearner
-from two_grpo.noise_reference import due, reference_prompts
+from two_grpo.run.noise_reference import due, reference_prompts
 
 
 def learner_of(tiny_model_dir, sets=2):

@@ -7,8 +7,8 @@ import os
 import pytest
 from omegaconf import OmegaConf
 
-from two_grpo.guards import EXIT_GUARD, GuardTripped, ZeroSignalGuard
-from two_grpo.resume import find_unfinished_run, resume_decision
+from two_grpo.run.guards import EXIT_GUARD, GuardTripped, ZeroSignalGuard
+from two_grpo.run.resume import find_unfinished_run, resume_decision
 
 
 def test_zero_signal_warns_once_per_streak_then_stops(capsys):

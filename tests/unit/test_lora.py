@@ -1,4 +1,4 @@
-"""LoRA (two_grpo/lora.py) on the tiny model: only the adapter trains, merged weights are base + (alpha/r)·B·A by
+"""LoRA (two_grpo/models/lora.py) on the tiny model: only the adapter trains, merged weights are base + (alpha/r)·B·A by
 hand, the learner's module is never merged, checkpoints hold the adapter and load back exactly."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import torch
 
 pytest.importorskip("peft")
 
-from two_grpo import lora  # noqa: E402
-from two_grpo.batch import collate  # noqa: E402
-from two_grpo.config import AlgoConfig, ConfigError, LearnerConfig, LoraConfig, ModelConfig  # noqa: E402
+from two_grpo.config.schema import AlgoConfig, ConfigError, LearnerConfig, LoraConfig, ModelConfig  # noqa: E402
+from two_grpo.data.batch import collate  # noqa: E402
 from two_grpo.learner.torch_learner import TorchLearner  # noqa: E402
-from two_grpo.models import load_model  # noqa: E402
+from two_grpo.models import lora  # noqa: E402
+from two_grpo.models.loading import load_model  # noqa: E402
 from two_grpo.rollout.base import Sampling  # noqa: E402
 from two_grpo.rollout.hf_engine import HFEngine  # noqa: E402
 
@@ -31,8 +31,8 @@ def make_learner(model, kl_coef=0.0):
 
 def rollout_batch(model, tiny_model_dir, seed=0):
     """Four groups of 4 sampled rollouts of the tiny model, with made-up non-zero advantages."""
-    from two_grpo.batch import Prompt
-    from two_grpo.models import load_tokenizer
+    from two_grpo.data.batch import Prompt
+    from two_grpo.models.loading import load_tokenizer
 
     tok = load_tokenizer(str(tiny_model_dir))
     engine = HFEngine(model, tok, max_prompt_tokens=32)
@@ -113,7 +113,7 @@ def test_engine_push_of_merged_weights_into_an_engine_copy(tiny_model_dir):
                 p.copy_(torch.randn_like(p) * 0.2)
     learner = make_learner(model)
     copy = load_model(str(tiny_model_dir), ModelConfig())
-    from two_grpo.models import load_tokenizer
+    from two_grpo.models.loading import load_tokenizer
 
     engine = HFEngine(copy, load_tokenizer(str(tiny_model_dir)), max_prompt_tokens=32)
     engine.load_weights(learner.named_weights())

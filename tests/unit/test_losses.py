@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from two_grpo.algo.losses import aggregate, kl_penalty, policy_loss
+from two_grpo.algo.losses import LossOptions, aggregate, kl_penalty, policy_loss
 
 
 def one_token(ratio: float, adv: float, **kw):
     logp = torch.tensor([[math.log(ratio)]], requires_grad=True)
     old = torch.zeros(1, 1)
-    loss, m = policy_loss(logp, old, torch.tensor([adv]), torch.ones(1, 1), minibatch_tokens=1, minibatch_seqs=1, **kw)
+    loss, m = policy_loss(logp, old, torch.tensor([adv]), torch.ones(1, 1), LossOptions(1, 1, **kw))
     loss.backward()
     return loss.item(), logp.grad.item(), m
 
@@ -65,10 +65,10 @@ def test_micro_batch_shares_sum_to_the_mini_batch_loss():
     adv = torch.randn(6, generator=g)
     mask = (torch.rand(6, 5, generator=g) > 0.3).float()
     for agg in ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum"):
-        kw = dict(agg=agg, minibatch_tokens=mask.sum().item(), minibatch_seqs=6)
-        whole, _ = policy_loss(logp, old, adv, mask, **kw)
+        opts = LossOptions(agg=agg, minibatch_tokens=mask.sum().item(), minibatch_seqs=6)
+        whole, _ = policy_loss(logp, old, adv, mask, opts)
         parts = sum(
-            policy_loss(logp[i : i + 2], old[i : i + 2], adv[i : i + 2], mask[i : i + 2], **kw)[0] for i in (0, 2, 4)
+            policy_loss(logp[i : i + 2], old[i : i + 2], adv[i : i + 2], mask[i : i + 2], opts)[0] for i in (0, 2, 4)
         )
         assert parts.item() == pytest.approx(whole.item(), abs=1e-6)
 
@@ -90,11 +90,8 @@ def test_kl_term_is_added_with_its_coefficient():
         logp,
         torch.tensor([0.0]),
         torch.ones(1, 1),
-        minibatch_tokens=1,
-        minibatch_seqs=1,
+        LossOptions(minibatch_tokens=1, minibatch_seqs=1, kl_coef=0.1, kl_estimator="k1"),
         ref_logp=torch.tensor([[-0.5]]),
-        kl_coef=0.1,
-        kl_estimator="k1",
     )
     assert loss.item() == pytest.approx(0.05)  # policy term 0 (A=0) + 0.1 * 0.5
     assert m["loss/kl"].item() == pytest.approx(0.5)

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from two_grpo.config import ConfigError
-from two_grpo.memory_plan import GB, ModelShape, check_plan, make_plan, model_states_bytes
+from two_grpo.config.schema import ConfigError
+from two_grpo.run.memory_plan import GB, ModelShape, check_plan, make_plan, model_states_bytes
 
 P, LARGEST = 1_543_714_304, 233_373_696  # Qwen2.5-Math-1.5B: unique params, the tied embedding
 
@@ -36,7 +36,7 @@ def test_model_states_match_deepspeeds_estimators(gpus, offload):
 def test_parameter_counts_come_from_the_config_alone():
     from transformers import Qwen2Config
 
-    from two_grpo.memory_plan import KNOWN_CONFIGS, model_shape
+    from two_grpo.run.memory_plan import KNOWN_CONFIGS, model_shape
 
     s = model_shape(Qwen2Config(**KNOWN_CONFIGS["Qwen/Qwen2.5-Math-1.5B"]))
     assert (s.params, s.largest_layer_params) == (P, LARGEST)  # 1.54 B, as the model card says
@@ -100,7 +100,7 @@ def test_a_plan_over_the_device_refuses_on_cuda_only_and_names_the_knob(compose)
 
 
 def test_train_plan_prints_the_paper_plan_and_loads_nothing(capsys, monkeypatch):
-    import two_grpo.models as models
+    import two_grpo.models.loading as models
     from two_grpo.cli import main
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("--plan loaded a model"))

@@ -5,12 +5,12 @@ Run: pytest tests/unit/test_multirank.py"""
 import pytest
 import torch
 
-from two_grpo import multirank as mr
-from two_grpo.batch import Prompt, Rollout
 from two_grpo.cli import strip_launcher_args
-from two_grpo.config import ConfigError, TrainConfig
-from two_grpo.dist import DistContext, peak_memory_gb
-from two_grpo.trainer import rollout_metrics
+from two_grpo.config.schema import ConfigError, TrainConfig
+from two_grpo.data.batch import Prompt, Rollout
+from two_grpo.dist import multirank as mr
+from two_grpo.dist.context import DistContext, peak_memory_gb
+from two_grpo.run.metrics import rollout_metrics
 
 
 def prompts(n):

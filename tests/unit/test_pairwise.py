@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from two_grpo.algo.advantages import compute_advantages
-from two_grpo.algo.losses import policy_loss
+from two_grpo.algo.losses import LossOptions, policy_loss
 from two_grpo.algo.pairwise import pair_rows, pairwise_loss
 
 
@@ -16,9 +16,8 @@ def grpo_grad(logp, old, mask, rewards, group_ids, estimator="sign", std="popula
     """d loss / d logp of unclipped GRPO with seq_mean_token_mean over the batch (the paper's Eq. 14)."""
     adv, _ = compute_advantages(rewards, group_ids, estimator, std, eps=0.0 if estimator != "grpo" else 1e-12)
     x = logp.clone().requires_grad_(True)
-    loss, _ = policy_loss(
-        x, old, adv, mask, clip=False, agg="seq_mean_token_mean", minibatch_tokens=1.0, minibatch_seqs=len(rewards)
-    )
+    opts = LossOptions(clip=False, agg="seq_mean_token_mean", minibatch_tokens=1.0, minibatch_seqs=len(rewards))
+    loss, _ = policy_loss(x, old, adv, mask, opts)
     loss.backward()
     return x.grad
 

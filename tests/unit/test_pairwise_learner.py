@@ -7,7 +7,7 @@ import torch
 from batches import random_batch
 
 from two_grpo.algo.advantages import compute_advantages
-from two_grpo.config import AlgoConfig, DiagnosticsConfig, LearnerConfig
+from two_grpo.config.schema import AlgoConfig, DiagnosticsConfig, LearnerConfig
 from two_grpo.learner.micro import micro_batches
 from two_grpo.learner.torch_learner import TorchLearner
 
@@ -82,7 +82,7 @@ def test_grad_noise_off_or_one_set_is_bitwise_unchanged_and_sets_sum_to_the_grad
     ],
 )
 def test_config_refusals(compose, overrides, message):
-    from two_grpo.config import ConfigError
+    from two_grpo.config.schema import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         compose(overrides)

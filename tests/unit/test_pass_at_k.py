@@ -4,7 +4,7 @@ from itertools import combinations
 
 import pytest
 
-from two_grpo.evaluate import pass_at_k
+from two_grpo.study.evaluate import pass_at_k
 
 
 @pytest.mark.parametrize("n,c,k", [(5, 0, 1), (5, 2, 1), (5, 2, 3), (6, 3, 6), (4, 4, 2), (7, 1, 4)])

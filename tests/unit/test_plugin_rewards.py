@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from two_grpo.batch import Prompt, Rollout
-from two_grpo.config import ArithConfig, ConfigError, TaskConfig
-from two_grpo.rewards import RewardScorer, plugin_parts
+from two_grpo.config.schema import ArithConfig, ConfigError, TaskConfig
+from two_grpo.data.batch import Prompt, Rollout
+from two_grpo.tasks.rewards import RewardScorer, plugin_parts
 from two_grpo.tasks.toy_arith import ToyArithTask
 
 REWARDS = """

@@ -7,7 +7,7 @@ from math import comb
 
 import pytest
 
-from two_grpo.probe import (
+from two_grpo.study.probe import (
     GroupSizeRow,
     count_distribution,
     group_adv_abs_mean,
@@ -86,7 +86,7 @@ def test_probe_args():
 
 
 def test_binomial_se_never_vanishes_at_a_share_of_zero_or_one():
-    from two_grpo.probe import binomial_se
+    from two_grpo.study.probe import binomial_se
 
     assert binomial_se(0.25, 100) == pytest.approx(math.sqrt(0.25 * 0.75 / 100))  # by hand, unfloored
     floor = math.sqrt((0.5 / 512) * (1 - 0.5 / 512) / 512)  # p floored at 0.5/n

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from two_grpo import peer_names
+from two_grpo.config import peer_names
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -17,7 +17,7 @@ def section(title: str) -> str:
 
 
 def test_the_peer_names_table_in_the_readme_is_the_one_the_cli_uses():
-    # after editing two_grpo/peer_names.py, paste the output of
+    # after editing two_grpo/config/peer_names.py, paste the output of
     # python -c "from two_grpo import peer_names; print(peer_names.markdown_table())"
     assert peer_names.markdown_table() in README
     for name in ("learning_rate", "num_generations", "beta", "epsilon_high", "max_completion_length"):

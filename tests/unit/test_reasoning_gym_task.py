@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("reasoning_gym")
 
-from two_grpo.config import ConfigError, RGConfig  # noqa: E402
+from two_grpo.config.schema import ConfigError, RGConfig  # noqa: E402
 from two_grpo.tasks.reasoning_gym_task import ReasoningGymTask, extract_answer, rg_score  # noqa: E402
 
 
@@ -56,8 +56,8 @@ def test_sft_pairs_avoid_eval_questions():
 
 
 def test_scoring_pool_runs_the_verifier():
-    from two_grpo.batch import Rollout
-    from two_grpo.rewards import RewardScorer
+    from two_grpo.data.batch import Rollout
+    from two_grpo.tasks.rewards import RewardScorer
 
     t = _task()
     prompts = t.eval_prompts(3)

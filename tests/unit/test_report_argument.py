@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from two_grpo import report_argument as ra
-from two_grpo.report import cmd_report
-from two_grpo.report_data import collect
+from two_grpo.study import report_argument as ra
+from two_grpo.study.report import cmd_report
+from two_grpo.study.report_data import collect
 
 T2 = 4.302653  # exact t(0.975, 2)
 

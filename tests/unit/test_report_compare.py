@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from two_grpo import report_compare as rc
-from two_grpo.report import cmd_report
-from two_grpo.report_data import collect
+from two_grpo.study import report_compare as rc
+from two_grpo.study.report import cmd_report
+from two_grpo.study.report_data import collect
 
 
 def write_run(d, *, seed, group_size, evals, prompts=40, k=4, delta=0.0, rng=None):
@@ -66,7 +66,7 @@ def test_verdicts_at_the_end_and_at_equal_rollouts(sweep):
     assert equal.comparison.diff == pytest.approx(0.05, abs=0.02) and equal.word == "better"
     assert same.word == "equivalent"  # +0.5 points, interval inside ±5
     raw = [v.comparison.p_value for v in verdicts]
-    assert [v.holm_p for v in verdicts] == pytest.approx(__import__("two_grpo.stats").stats.holm(raw))
+    assert [v.holm_p for v in verdicts] == pytest.approx(__import__("two_grpo.study.stats").study.stats.holm(raw))
     assert "Holm p =" in end.line(0.05) and "→ worse" in end.line(0.05)
     assert notes == []
 

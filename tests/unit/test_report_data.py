@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from two_grpo.report import build_tables, cmd_report
-from two_grpo.report_data import aggregate, collect, eval_metric_names, mean_ci95, ratio_sentence, ratios
+from two_grpo.study.report import build_tables, cmd_report
+from two_grpo.study.report_data import aggregate, collect, eval_metric_names, mean_ci95, ratio_sentence, ratios
 
 
 def test_mean_ci95_by_hand():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from two_grpo.batch import Rollout
-from two_grpo.resample import fill_signal_groups, zero_var_groups
+from two_grpo.data.batch import Rollout
+from two_grpo.data.resample import fill_signal_groups, zero_var_groups
 
 
 def group(gid: int, rewards: list[float]) -> list[Rollout]:

@@ -1,7 +1,7 @@
 """Prompt order: deterministic per (seed, epoch), crosses epoch boundaries, restores its position.
 Run: pytest tests/unit/test_sampler.py"""
 
-from two_grpo.sampler import PromptSampler
+from two_grpo.data.sampler import PromptSampler
 
 
 def test_every_prompt_once_per_epoch_and_continues_across_the_boundary():

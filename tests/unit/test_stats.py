@@ -6,7 +6,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from two_grpo import stats
+from two_grpo.study import stats
 
 
 def synthetic(rng, delta, seeds=8, prompts=64, k=4, sd_shared=0.08, sd_own=0.03):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from two_grpo.cli import compose, conf_dir, to_train_config
-from two_grpo.sweep_plan import load_preset, plan_members
+from two_grpo.config.compose import compose, conf_dir, to_train_config
+from two_grpo.study.sweep_plan import load_preset, plan_members
 
 
 @pytest.mark.parametrize("scale", ["cpu", "paper"])
@@ -32,7 +32,7 @@ def test_study_members_of_the_argument(scale):
 def test_g2_rs_takes_g2s_optimizer_steps(scale):
     """Resampling draws its extra prompts from the run's sampler, so at equal epochs g2_rs would take fewer updates;
     it stops at g2's projected optimizer steps instead (paper: MATH's 7,500 training prompts)."""
-    from two_grpo.sweep import check_and_project
+    from two_grpo.study.sweep import check_and_project
 
     preset = load_preset(conf_dir(), "study", [f"scale={scale}"])
     members = [m for m in plan_members(preset, [], [0]) if m.name in ("g2", "g2_rs")]

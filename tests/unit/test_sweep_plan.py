@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from two_grpo.cli import conf_dir
-from two_grpo.config import ConfigError
-from two_grpo.sweep import check_and_project, cmd_sweep, parse_args
-from two_grpo.sweep_job import prepare_unfinished_member, run_member
-from two_grpo.sweep_plan import load_preset, merge_overrides, plan_members, scaled_lr
+from two_grpo.config.compose import conf_dir
+from two_grpo.config.schema import ConfigError
+from two_grpo.study.sweep import check_and_project, cmd_sweep, parse_args
+from two_grpo.study.sweep_job import prepare_unfinished_member, run_member
+from two_grpo.study.sweep_plan import load_preset, merge_overrides, plan_members, scaled_lr
 
 PRESETS = sorted(p.stem for p in (Path(conf_dir()) / "sweep").glob("*.yaml"))
 
@@ -106,7 +106,7 @@ def test_critique_dry_run_prints_the_advantages_on_a_g2_example(scale, capsys, t
 
 
 def test_matched_rollouts_stops_every_member_at_the_baselines_total():
-    from two_grpo.sweep_plan import budget_overrides
+    from two_grpo.study.sweep_plan import budget_overrides
 
     preset = load_preset(conf_dir(), "paper", ["budget=matched_rollouts"])
     members = plan_members(preset, [], [0])
@@ -124,7 +124,7 @@ def test_matched_rollouts_stops_every_member_at_the_baselines_total():
 
 
 def test_study_members_share_one_eval_cadence_in_rollouts():
-    from two_grpo.sweep_plan import budget_overrides
+    from two_grpo.study.sweep_plan import budget_overrides
 
     preset = load_preset(conf_dir(), "study", [])
     members = plan_members(preset, [], [0])
@@ -223,7 +223,7 @@ def test_a_failing_member_returns_its_exit_code_instead_of_raising(tmp_path):
 
 
 def test_parallel_members_split_the_cores_unless_the_user_set_threads():
-    from two_grpo.sweep_job import member_threads_env
+    from two_grpo.study.sweep_job import member_threads_env
 
     local = "submitit_local"
     assert member_threads_env({}, 1, 2, local) == {}  # one member at a time: torch's default (all cores)
@@ -239,7 +239,7 @@ def test_omp_num_threads_sets_torchs_intra_op_threads_in_a_member_process():
     import subprocess
     import sys
 
-    from two_grpo.sweep_job import member_threads_env
+    from two_grpo.study.sweep_job import member_threads_env
 
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env = member_threads_env(env, 2, 2, "submitit_local")

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from two_grpo.batch import Prompt, Rollout
-from two_grpo.config import ArithConfig, EvalConfig, TaskConfig
-from two_grpo.difficulty import from_counts, pick_prompts, summary_line, write
-from two_grpo.format_split import format_counts, format_metrics
+from two_grpo.config.schema import ArithConfig, EvalConfig, TaskConfig
+from two_grpo.data.batch import Prompt, Rollout
+from two_grpo.data.difficulty import from_counts, pick_prompts, summary_line, write
+from two_grpo.data.format_split import format_counts, format_metrics
 from two_grpo.tasks.toy_arith import ToyArithTask, format_ok, make_problem
 
 
@@ -113,9 +113,9 @@ class _EchoEngine:
 
 
 def test_eval_reports_format_split_and_ood_beside_the_held_out_split(compose):
-    from two_grpo.difficulty import measure
-    from two_grpo.evaluate import evaluate_suite, load_benchmarks
-    from two_grpo.rewards import RewardScorer
+    from two_grpo.data.difficulty import measure
+    from two_grpo.study.evaluate import evaluate_suite, load_benchmarks
+    from two_grpo.tasks.rewards import RewardScorer
 
     cfg = compose(["task.arith.eval_prompts=4", "task.arith.ood_eval_prompts=3", "eval.samples_per_prompt=2"])
     task = ToyArithTask(cfg.task.arith)
@@ -135,8 +135,8 @@ def test_eval_reports_format_split_and_ood_beside_the_held_out_split(compose):
 
 
 def test_model_key_follows_the_task_shapes_only():
-    from two_grpo.config import RGConfig
-    from two_grpo.tiny_model import TinyRecipe, recipe_for
+    from two_grpo.config.schema import RGConfig
+    from two_grpo.models.tiny_model import TinyRecipe, recipe_for
 
     assert recipe_for(None) == recipe_for(TaskConfig()) == TinyRecipe()
     assert recipe_for(TaskConfig(arith=ArithConfig(train_prompts=128, partial_credit=True))) == TinyRecipe()
@@ -151,7 +151,7 @@ def test_model_key_is_the_same_for_the_default_task_spelt_out_or_left_empty(monk
     """One recipe, one cache folder: `task=""` and the default task's spec written out (what recipe_for gave when
     the task config's defaults and ArithConfig's differed) share a key; a change of ArithConfig's defaults, which
     changes the warm-start data of `task=""`, changes the key."""
-    import two_grpo.tiny_model as tm
+    import two_grpo.models.tiny_model as tm
 
     explicit = tm.TinyRecipe(task=tm.task_spec(None))
     assert explicit.key() == tm.TinyRecipe().key()
@@ -166,7 +166,7 @@ def test_digit_smoothed_nll_matches_the_hand_written_cross_entropies():
 
     import torch
 
-    from two_grpo.tiny_model import digit_smoothed_nll
+    from two_grpo.models.tiny_model import digit_smoothed_nll
 
     digits = torch.arange(2, 12)
     logits = (torch.arange(12, dtype=torch.float32) / 4).expand(1, 3, 12).clone()
@@ -187,7 +187,7 @@ def test_digit_smoothed_nll_matches_the_hand_written_cross_entropies():
 
 
 def test_last_answer_token_mask_marks_the_digit_before_eos():
-    from two_grpo.tiny_model import build_tokenizer, last_answer_token_mask
+    from two_grpo.models.tiny_model import build_tokenizer, last_answer_token_mask
 
     tok = build_tokenizer()
     rows = [tok.convert_tokens_to_ids(list(q + a)) + [tok.eos_token_id] for q, a in (("12+7=", "19"), ("3-5=", "-2"))]
@@ -198,7 +198,7 @@ def test_last_answer_token_mask_marks_the_digit_before_eos():
 
 
 def test_smoothing_applies_from_its_step_on(monkeypatch, tmp_path):
-    import two_grpo.tiny_model as tm
+    import two_grpo.models.tiny_model as tm
 
     seen, real = [], tm.digit_smoothed_nll
     monkeypatch.setattr(tm, "digit_smoothed_nll", lambda *a: seen.append(a[3]) or real(*a))

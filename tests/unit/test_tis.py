@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from two_grpo.algo.losses import policy_loss
+from two_grpo.algo.losses import LossOptions, policy_loss
 from two_grpo.algo.tis import mismatch_sums, tis_weight
-from two_grpo.batch import Rollout, collate
+from two_grpo.data.batch import Rollout, collate
 from two_grpo.learner.step import accumulate, summarize
 
 
@@ -41,9 +41,9 @@ def test_accumulate_sums_token_sums_and_maxes_maxes_across_micro_batches():
 def test_token_weight_scales_each_token_loss():
     logp = torch.tensor([[-1.0, -1.0]], requires_grad=True)
     adv, mask = torch.tensor([2.0]), torch.ones(1, 2)
-    kw = dict(clip=True, agg="token_mean", minibatch_tokens=2.0, minibatch_seqs=1.0)
-    plain, _ = policy_loss(logp, logp.detach(), adv, mask, **kw)
-    weighted, _ = policy_loss(logp, logp.detach(), adv, mask, token_weight=torch.tensor([[0.5, 1.5]]), **kw)
+    opts = LossOptions(clip=True, agg="token_mean", minibatch_tokens=2.0, minibatch_seqs=1.0)
+    plain, _ = policy_loss(logp, logp.detach(), adv, mask, opts)
+    weighted, _ = policy_loss(logp, logp.detach(), adv, mask, opts, token_weight=torch.tensor([[0.5, 1.5]]))
     # on-policy ratio 1: per-token loss -2 each; plain mean -2; weighted (-1 + -3) / 2 = -2; gradient differs
     assert abs(float(plain.detach()) + 2.0) < 1e-6 and abs(float(weighted.detach()) + 2.0) < 1e-6
     (g,) = torch.autograd.grad(weighted, logp)

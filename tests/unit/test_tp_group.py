@@ -5,10 +5,10 @@ slice. Plus the topology checks. Run: pytest tests/unit/test_tp_group.py"""
 import pytest
 
 from two_grpo import rollout
-from two_grpo.batch import Prompt, Rollout
-from two_grpo.config import ConfigError
-from two_grpo.dist import DistContext
-from two_grpo.multirank import check_topology
+from two_grpo.config.schema import ConfigError
+from two_grpo.data.batch import Prompt, Rollout
+from two_grpo.dist.context import DistContext
+from two_grpo.dist.multirank import check_topology
 from two_grpo.rollout.base import Sampling
 from two_grpo.rollout.tp_group import TPGroupEngine
 

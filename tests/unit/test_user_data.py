@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from two_grpo.batch import Prompt
-from two_grpo.config import ConfigError, DataConfig, TaskConfig
-from two_grpo.data_gate import gate_train_set, get_field
+from two_grpo.config.schema import ConfigError, DataConfig, TaskConfig
+from two_grpo.data.batch import Prompt
+from two_grpo.data.gate import gate_train_set, get_field
+from two_grpo.models.tiny_model import build_tokenizer
 from two_grpo.tasks.math_task import MathTask
-from two_grpo.tiny_model import build_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ Run: pytest tests/unit/test_vllm_choice.py"""
 import pytest
 
 from two_grpo import rollout
-from two_grpo.config import ConfigError, RolloutConfig
+from two_grpo.config.schema import ConfigError, RolloutConfig
 from two_grpo.rollout.vllm_engine import _checkpoint_name, engine_kwargs
 
 

@@ -17,6 +17,8 @@ micro-batch split does not change the gradient.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import torch
 
 AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum")
@@ -55,23 +57,50 @@ def aggregate(
     raise ValueError(f"unknown loss aggregation {mode!r}; use one of {AGGREGATIONS}")
 
 
+class LossOptions(NamedTuple):
+    """The scalars of `policy_loss` (immutable): the mini-batch normaliser (fixed before the micro-split) and the
+    knobs. A NamedTuple, so algo/ still imports nothing beyond torch and typing.
+
+    minibatch_tokens / minibatch_seqs: response tokens / sequences of the whole optimizer mini-batch.
+    clip, clip_low, clip_high: the PPO clip range (clip=False: plain importance weighting). agg: one of
+    AGGREGATIONS. kl_coef, kl_estimator ("k1" | "k3"): the KL term (off at 0). entropy_coef: entropy bonus.
+    """
+
+    minibatch_tokens: float
+    minibatch_seqs: float
+    clip: bool = True
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    agg: str = "token_mean"
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"
+    entropy_coef: float = 0.0
+
+    @classmethod
+    def from_algo(cls, algo: Any, minibatch_tokens: float, minibatch_seqs: float) -> LossOptions:
+        """From the run's `cfg.algo` (any object with its fields) and one mini-batch's normaliser."""
+        return cls(
+            minibatch_tokens,
+            minibatch_seqs,
+            clip=algo.clip,
+            clip_low=algo.clip_low,
+            clip_high=algo.clip_high,
+            agg=algo.loss_agg,
+            kl_coef=algo.kl_coef,
+            kl_estimator=algo.kl_estimator,
+            entropy_coef=algo.entropy_coef,
+        )
+
+
 def policy_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
     adv: torch.Tensor,
     mask: torch.Tensor,
+    opts: LossOptions,
     *,
-    clip: bool = True,
-    clip_low: float = 0.2,
-    clip_high: float = 0.28,
-    agg: str = "token_mean",
-    minibatch_tokens: float,
-    minibatch_seqs: float,
     ref_logp: torch.Tensor | None = None,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
     entropy: torch.Tensor | None = None,
-    entropy_coef: float = 0.0,
     token_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO-clip surrogate loss for one micro-batch (to be minimised).
@@ -81,6 +110,7 @@ def policy_loss(
         old_logp: [B, T] log-probs under the policy that sampled (no grad).
         adv: [B] sequence advantage, broadcast to every token.
         mask: [B, T] response-token mask (float).
+        opts: the normaliser and the knobs (LossOptions).
         ref_logp: [B, T] reference-policy log-probs, needed when kl_coef > 0.
         entropy: [B, T] per-token entropy (for logging; used in the loss when entropy_coef > 0).
         token_weight: [B, T] detached per-token weight of the policy term (truncated IS, algo/tis.py).
@@ -93,7 +123,9 @@ def policy_loss(
     ratio = torch.exp(logp - old_logp)  # [B, T]
     a = adv.to(logp.dtype).unsqueeze(1)  # [B, 1]
     surr = ratio * a
-    if clip:
+    clip_low, clip_high, agg = opts.clip_low, opts.clip_high, opts.agg
+    minibatch_tokens, minibatch_seqs = opts.minibatch_tokens, opts.minibatch_seqs
+    if opts.clip:
         surr_clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * a
         per_token = -torch.minimum(surr, surr_clipped)  # [B, T]
         clipped = (surr_clipped < surr).to(logp.dtype)  # the clipped branch was taken (no gradient)
@@ -111,15 +143,15 @@ def policy_loss(
         "loss/clip_frac_high_sum": (clip_high_hit * mask).sum().detach(),
         "loss/ratio_mean_sum": (ratio * mask).sum().detach(),
     }
-    if kl_coef > 0:
+    if opts.kl_coef > 0:
         if ref_logp is None:
             raise ValueError("kl_coef > 0 needs ref_logp")
-        kl = kl_penalty(logp, ref_logp, kl_estimator)  # [B, T]
+        kl = kl_penalty(logp, ref_logp, opts.kl_estimator)  # [B, T]
         kl_loss = aggregate(kl, mask, agg, minibatch_tokens, minibatch_seqs)
-        loss = loss + kl_coef * kl_loss
+        loss = loss + opts.kl_coef * kl_loss
         metrics["loss/kl"] = kl_loss.detach()
     if entropy is not None:
         metrics["loss/entropy_sum"] = (entropy * mask).sum().detach()
-        if entropy_coef > 0:
-            loss = loss - entropy_coef * aggregate(entropy, mask, agg, minibatch_tokens, minibatch_seqs)
+        if opts.entropy_coef > 0:
+            loss = loss - opts.entropy_coef * aggregate(entropy, mask, agg, minibatch_tokens, minibatch_seqs)
     return loss, metrics

@@ -22,7 +22,7 @@ def inductor_cache_dir() -> Path:
     """$TORCHINDUCTOR_CACHE_DIR when set, else <project cache>/inductor ($TWO_GRPO_CACHE or ~/.cache/two_grpo)."""
     if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
         return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
-    from two_grpo.tiny_model import default_cache_dir
+    from two_grpo.models.tiny_model import default_cache_dir
 
     return default_cache_dir() / "inductor"
 

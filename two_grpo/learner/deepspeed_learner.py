@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
-from two_grpo.batch import TrainBatch
-from two_grpo.config import TrainConfig
-from two_grpo.dist import ensure_process_group
+from two_grpo.config.schema import TrainConfig
+from two_grpo.data.batch import TrainBatch
+from two_grpo.dist.context import ensure_process_group
 from two_grpo.learner.device import batch_to
 from two_grpo.learner.ds_config import deepspeed_config, warmup_constant
 from two_grpo.learner.micro import micro_batches

@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from two_grpo.batch import TrainBatch
+from two_grpo.data.batch import TrainBatch
 
 
 def batch_to(batch: TrainBatch, device: torch.device) -> TrainBatch:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from two_grpo.config import ConfigError, TrainConfig
+from two_grpo.config.schema import ConfigError, TrainConfig
 
 
 def rollouts_per_rank(cfg: TrainConfig, world_size: int) -> int:

@@ -1,7 +1,7 @@
 """`diagnostics.grad_noise=true`: split each optimizer mini-batch into K disjoint sets of whole groups, sketch
 each set's share of the accumulated gradient (algo/grad_noise.py), and turn the K sketches into noise-scale
 metrics. The summed gradient is the same one the step applies, so training changes only by summation order.
-With a reference set (`set_reference`, two_grpo/noise_reference.py) the step also logs `grad_noise/ref_cos`.
+With a reference set (`set_reference`, two_grpo/run/noise_reference.py) the step also logs `grad_noise/ref_cos`.
 
 Units: a set's own mean gradient is its share of the mini-batch gradient divided by its share of the loss
 normaliser (tokens for `token_mean`, rollouts otherwise), so the mini-batch gradient is their weighted mean.
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from two_grpo.algo.grad_noise import CountSketch, cosine, noise_stats
-from two_grpo.batch import TrainBatch
+from two_grpo.data.batch import TrainBatch
 
 
 class GradNoiseProbe:

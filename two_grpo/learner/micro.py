@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from two_grpo.batch import TrainBatch
+from two_grpo.data.batch import TrainBatch
 
 
 def micro_batches(

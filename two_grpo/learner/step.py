@@ -8,11 +8,11 @@ from typing import Any
 import torch
 
 from two_grpo.algo.logprobs import chunked_head_logprobs, token_entropy, token_logprobs
-from two_grpo.algo.losses import policy_loss
+from two_grpo.algo.losses import LossOptions, policy_loss
 from two_grpo.algo.pairwise import pairwise_loss
 from two_grpo.algo.tis import mismatch_sums, tis_weight
-from two_grpo.batch import TrainBatch
-from two_grpo.config import AlgoConfig
+from two_grpo.config.schema import AlgoConfig
+from two_grpo.data.batch import TrainBatch
 
 DEFAULT_CHUNK_TOKENS = 1024  # LearnerConfig.logits_chunk_tokens
 
@@ -113,16 +113,15 @@ def micro_batch_loss(
     minibatch_tokens: float,
     minibatch_seqs: float,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-    pack_tokens: int | None = None,
-    pad_multiple: int = 1,
+    **layout: Any,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss of one micro-batch, normalised by its whole mini-batch (so micro-splits sum to the same loss).
 
-    The entropy is always logged; it carries gradient only when `algo.entropy_coef` > 0. `pack_tokens`: see
-    forward_logprobs (None = the padded layout)."""
+    The entropy is always logged; it carries gradient only when `algo.entropy_coef` > 0. `layout`: forward_logprobs'
+    `pack_tokens` (None = the padded layout) and `pad_multiple`."""
     logp, entropy = forward_logprobs(
         model, micro, temperature, with_entropy=True, chunk_tokens=chunk_tokens, entropy_grad=algo.entropy_coef > 0,
-        pack_tokens=pack_tokens, pad_multiple=pad_multiple,
+        **layout,
     )  # fmt: skip
     old = micro.old_logp if micro.old_logp is not None else logp.detach()  # on-policy: ratio == 1
     behav, weight, extra = micro.behav_logp, None, {}
@@ -136,23 +135,9 @@ def micro_batch_loss(
         loss, metrics = pairwise_micro_loss(logp, old, micro, algo, minibatch_seqs)
         extra["loss/entropy_sum"] = (entropy * micro.loss_mask).sum().detach()
         return loss, {**metrics, **extra}
+    opts = LossOptions.from_algo(algo, minibatch_tokens, minibatch_seqs)
     loss, metrics = policy_loss(
-        logp,
-        old,
-        micro.adv,
-        micro.loss_mask,
-        clip=algo.clip,
-        clip_low=algo.clip_low,
-        clip_high=algo.clip_high,
-        agg=algo.loss_agg,
-        minibatch_tokens=minibatch_tokens,
-        minibatch_seqs=minibatch_seqs,
-        ref_logp=micro.ref_logp,
-        kl_coef=algo.kl_coef,
-        kl_estimator=algo.kl_estimator,
-        entropy=entropy,
-        entropy_coef=algo.entropy_coef,
-        token_weight=weight,
+        logp, old, micro.adv, micro.loss_mask, opts, ref_logp=micro.ref_logp, entropy=entropy, token_weight=weight
     )
     if weight is not None:
         extra["loss/tis_weight_mean_sum"] = (weight * micro.loss_mask).sum()

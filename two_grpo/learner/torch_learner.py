@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from two_grpo.batch import TrainBatch
-from two_grpo.config import AlgoConfig, LearnerConfig
+from two_grpo.config.schema import AlgoConfig, LearnerConfig
+from two_grpo.data.batch import TrainBatch
 from two_grpo.learner.device import batch_to
 from two_grpo.learner.micro import micro_batches
 from two_grpo.learner.step import accumulate, forward_logprobs, micro_batch_loss, summarize
@@ -37,7 +37,7 @@ class TorchLearner:
         `noise`: a DiagnosticsConfig with grad_noise on and grad_noise_sets >= 2, or None (nothing measured)."""
         self.device = torch.device(device)
         model.to(self.device)
-        from two_grpo import lora
+        from two_grpo.models import lora
 
         self.model, self.cfg, self.algo, self.temperature = model, cfg, algo, temperature
         self.lora = lora.is_lora(model)  # a peft LoRA model: only the adapter trains, checkpoints hold it alone
@@ -173,7 +173,7 @@ class TorchLearner:
         lr-schedule state into `folder` (exists)."""
         from safetensors.torch import save_model
 
-        from two_grpo import lora
+        from two_grpo.models import lora
 
         if self.lora:
             lora.save_adapter_state(self.model, folder)
@@ -186,7 +186,7 @@ class TorchLearner:
         """Inverse of save_state: weights in place (an engine sharing the module sees them), optimizer, schedule."""
         from safetensors.torch import load_model
 
-        from two_grpo import lora
+        from two_grpo.models import lora
 
         if self.lora:
             lora.load_adapter_state(self.model, folder)
@@ -199,7 +199,7 @@ class TorchLearner:
         """(name, tensor) of every parameter, for pushing into a rollout engine (LoRA: base + B·A per layer, under the
         base model's names; the learner's own module is not merged)."""
         if self.lora:
-            from two_grpo import lora
+            from two_grpo.models import lora
 
             yield from lora.merged_weights(self.model)
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from two_grpo.config import ConfigError, TrainConfig
+from two_grpo.config.schema import ConfigError, TrainConfig
 from two_grpo.rollout.base import RolloutEngine, Sampling
 
 __all__ = ["RolloutEngine", "Sampling", "make_engine", "resolve_backend", "vllm_importable"]
@@ -63,8 +63,8 @@ def make_engine(cfg: TrainConfig, model: Any, tokenizer: Any, model_path: str = 
             raise ConfigError("rollout.enable_sleep=true: vLLM sleep mode needs a CUDA GPU; set it to false on CPU")
         if not model_path:
             raise ValueError("make_engine(rollout=vllm) needs model_path (vLLM loads the model itself)")
-        from two_grpo.dist import launched_world_size
-        from two_grpo.models import config_overrides, read_model_config
+        from two_grpo.dist.context import launched_world_size
+        from two_grpo.models.loading import config_overrides, read_model_config
         from two_grpo.rollout.vllm_engine import engine_max_num_seqs
 
         r = cfg.rollout
@@ -76,7 +76,7 @@ def make_engine(cfg: TrainConfig, model: Any, tokenizer: Any, model_path: str = 
         overrides = config_overrides(cfg.model, read_model_config(model_path, cfg.model.trust_remote_code))
         engine = VLLMEngine(model_path, tokenizer, r, cfg.model.dtype, cfg.seed, seqs, max_len, overrides)
         if cfg.rollout.tensor_parallel_size > 1:  # the ranks of a TP group must submit identical requests
-            from two_grpo.dist import init_dist
+            from two_grpo.dist.context import init_dist
             from two_grpo.rollout.tp_group import TPGroupEngine
 
             return TPGroupEngine(engine, cfg.rollout.tensor_parallel_size, init_dist())

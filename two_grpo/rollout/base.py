@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import torch
 
-from two_grpo.batch import Prompt, Rollout
+from two_grpo.data.batch import Prompt, Rollout
 
 
 @dataclass(frozen=True)

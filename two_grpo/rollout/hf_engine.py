@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from two_grpo.batch import Prompt, Rollout
-from two_grpo.config import ConfigError
+from two_grpo.config.schema import ConfigError
+from two_grpo.data.batch import Prompt, Rollout
 from two_grpo.rollout.base import Sampling, make_rollout
 
 

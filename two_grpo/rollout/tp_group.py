@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from two_grpo.batch import Prompt, Rollout
-from two_grpo.dist import DistContext
+from two_grpo.data.batch import Prompt, Rollout
+from two_grpo.dist.context import DistContext
 from two_grpo.rollout.base import Sampling
 
 

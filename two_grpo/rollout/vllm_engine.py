@@ -25,21 +25,22 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from two_grpo.batch import Prompt, Rollout
-from two_grpo.config import ConfigError, RolloutConfig
-from two_grpo.engine_log import console_to_engine_log
+from two_grpo.config.schema import ConfigError, RolloutConfig
+from two_grpo.data.batch import Prompt, Rollout
 from two_grpo.rollout.base import Sampling, make_rollout
+from two_grpo.run.engine_log import console_to_engine_log
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def default_cache_dir() -> Path:
-    from two_grpo.tiny_model import default_cache_dir as project_cache
+    from two_grpo.models.tiny_model import default_cache_dir as project_cache
 
     return project_cache() / "vllm"
 
@@ -64,6 +65,15 @@ def prepare_process_env(cache_dir: str) -> dict[str, str]:
 CPU_KV_CACHE_GB = 0.25  # rollout.kv_cache_gb=-1 (auto) on CPU: vLLM-CPU would otherwise take 90% of host RAM
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where an engine runs; each None field is this process's (torch.cuda, RANK, WORLD_SIZE)."""
+
+    on_cuda: bool | None = None
+    rank: int | None = None
+    world: int | None = None
+
+
 def engine_kwargs(
     model_path: str,
     cfg: RolloutConfig,
@@ -71,20 +81,18 @@ def engine_kwargs(
     seed: int,
     max_model_len: int,
     max_num_seqs: int,
-    on_cuda: bool | None = None,
-    rank: int | None = None,
-    world: int | None = None,
+    place: Placement = Placement(),
     hf_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of `vllm.LLM` for this config (pure: unit-testable without vLLM or CUDA).
 
-    `on_cuda`, `rank`, `world` default to this process's (torch.cuda, RANK, WORLD_SIZE). No `data_parallel_size`:
+    `place` defaults to this process's (torch.cuda, RANK, WORLD_SIZE). No `data_parallel_size`:
     one vLLM DP group would make every rank's engine step in lockstep (all-reduce per step, deadlock when one
     rank has nothing to generate); each TP group is an independent engine seeded `seed + rank // TP` (TRL).
     """
-    on_cuda = torch.cuda.is_available() if on_cuda is None else on_cuda
-    rank = int(os.environ.get("RANK", "0")) if rank is None else rank
-    world = int(os.environ.get("WORLD_SIZE", "1")) if world is None else world
+    on_cuda = torch.cuda.is_available() if place.on_cuda is None else place.on_cuda
+    rank = int(os.environ.get("RANK", "0")) if place.rank is None else place.rank
+    world = int(os.environ.get("WORLD_SIZE", "1")) if place.world is None else place.world
     tp = cfg.tensor_parallel_size
     kwargs: dict[str, Any] = {
         "model": model_path,
@@ -219,7 +227,7 @@ class VLLMEngine:
         set_threads, rng = torch.set_num_threads, torch.get_rng_state()
         env_before = {k: os.environ.get(k) for k in ("LD_PRELOAD", "LOCAL_WORLD_SIZE")}
         # import, build and first call print to the console directly (C++ warnings, a load progress bar): to
-        # engine.log with the log records, unless logger.verbose=true (two_grpo/engine_log.py)
+        # engine.log with the log records, unless logger.verbose=true (two_grpo/run/engine_log.py)
         with console_to_engine_log():
             from vllm import LLM, SamplingParams
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from two_grpo.config import ConfigError, TaskConfig
+from two_grpo.config.schema import ConfigError, TaskConfig
 from two_grpo.tasks.base import Task
 
 TASK_ATTRS = ("name", "score_fn", "sandboxed", "train_prompts", "eval_prompts")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from two_grpo.batch import Prompt
+from two_grpo.data.batch import Prompt
 
 
 class Task(Protocol):

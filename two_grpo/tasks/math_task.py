@@ -12,9 +12,9 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from two_grpo.batch import Prompt
-from two_grpo.config import ConfigError, DataConfig
-from two_grpo.data_gate import check_record, get_field, normalize
+from two_grpo.config.schema import ConfigError, DataConfig
+from two_grpo.data.batch import Prompt
+from two_grpo.data.gate import check_record, get_field, normalize
 
 
 def last_boxed(text: str) -> str | None:

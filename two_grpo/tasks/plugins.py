@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from two_grpo.config import ConfigError
+from two_grpo.config.errors import ConfigError
 
 ENTRY_POINT_GROUP = "two_grpo.tasks"
 _announced: set[str] = set()

@@ -16,8 +16,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from two_grpo.batch import Prompt
-from two_grpo.config import ConfigError, RGConfig
+from two_grpo.config.schema import ConfigError, RGConfig
+from two_grpo.data.batch import Prompt
 
 _TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
 # reasoning-gym draws item i of a dataset with seed s from Random(s + i): datasets with nearby seeds are shifted

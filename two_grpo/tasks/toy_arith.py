@@ -13,8 +13,8 @@ from __future__ import annotations
 import random
 import re
 
-from two_grpo.batch import Prompt
-from two_grpo.config import ArithConfig
+from two_grpo.config.schema import ArithConfig
+from two_grpo.data.batch import Prompt
 
 _INT = re.compile(r"\s*(-?\d{1,12})\s*")
 TASK_SEED = 1234  # the problem set is fixed by the task config, not by the run seed

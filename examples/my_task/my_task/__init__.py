@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from two_grpo.batch import Prompt
+from two_grpo.data.batch import Prompt
 
 
 def exact(gold: str, completion: str) -> float:

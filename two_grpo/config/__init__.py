@@ -1,0 +1,1 @@
+"""Configuration: the typed schema, composition of conf/ with overrides, and the words around keys."""

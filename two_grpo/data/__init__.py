@@ -1,0 +1,1 @@
+"""Data of the loop: prompts, rollouts and batches; the prompt sampler; the data gate; resampling."""

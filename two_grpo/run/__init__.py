@@ -1,0 +1,1 @@
+"""One training run: the loop, its state, checkpoints and resume, guards, tracking and the console."""

@@ -1,0 +1,1 @@
+"""Comparing runs: held-out eval, sweeps, reports, statistics, the probe, FLOP counting."""
