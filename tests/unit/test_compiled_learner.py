@@ -108,7 +108,7 @@ def test_compiled_learner_equals_eager_and_compiles_once(monkeypatch, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ compile=full
 def test_compile_values_map_and_old_configs_stay_valid(compose):
-    from two_grpo.config import compile_mode
+    from two_grpo.config.schema import compile_mode
 
     assert [compile_mode(v) for v in (False, True, "false", "true", "True", "layers", "full")] == [
         "false", "layers", "false", "layers", "layers", "layers", "full"

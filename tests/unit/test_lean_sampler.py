@@ -12,14 +12,14 @@ import warnings
 import pytest
 import torch
 
-from two_grpo.batch import Prompt, collate
-from two_grpo.config import ConfigError, ModelConfig
+from two_grpo.config.schema import ConfigError, ModelConfig
+from two_grpo.data.batch import Prompt, collate
 from two_grpo.learner.step import forward_logprobs
-from two_grpo.models import load_model, load_tokenizer
+from two_grpo.models.loading import load_model, load_tokenizer
 from two_grpo.rollout.base import Sampling
 from two_grpo.rollout.fused_decode import fused_reason
 from two_grpo.rollout.hf_engine import HFEngine
-from two_grpo.rollout.lean_sampler import lean_generate, process_scores, unsupported_reason
+from two_grpo.rollout.lean_sampler import DecodeSpec, lean_generate, process_scores, unsupported_reason
 
 PROMPTS = ["1+2=", "13+27=", "5*6=", "100-37=", "8+8+8=", "2="]  # different lengths: left padding varies
 
@@ -57,7 +57,7 @@ def hf_generate(model, x, m, n, temperature, top_k, top_p, eos, pad, seed):
 
 def lean(model, x, m, n, temperature, top_k, top_p, eos, pad, seed, **kw):
     torch.manual_seed(seed)
-    toks, logps = lean_generate(model, x, m, n, temperature, top_k, top_p, eos, pad, **kw)
+    toks, logps = lean_generate(model, x, m, DecodeSpec(n, temperature, top_k, top_p, eos, pad), **kw)
     assert toks.shape == logps.shape and toks.shape[1] <= n
     return torch.nn.functional.pad(toks, (0, n - toks.shape[1]), value=pad), logps
 
@@ -144,9 +144,9 @@ def test_logprobs_are_of_the_processed_distribution(tiny):
     model, tok = tiny
     x, m = padded(tok, PROMPTS)
     torch.manual_seed(0)
-    toks, logps = lean_generate(model, x, m, 6, 1.0, 1, 1.0, -1, tok.pad_token_id)
+    toks, logps = lean_generate(model, x, m, DecodeSpec(6, 1.0, 1, 1.0, -1, tok.pad_token_id))
     assert toks.shape[1] == 6 and torch.equal(logps, torch.zeros_like(logps))
-    _, logps = lean_generate(model, x, m, 6, 1.0, 3, 1.0, -1, tok.pad_token_id)
+    _, logps = lean_generate(model, x, m, DecodeSpec(6, 1.0, 3, 1.0, -1, tok.pad_token_id))
     assert (logps <= 0).all() and (logps > -torch.log(torch.tensor(3.0)) - 20).all() and logps.min() < -1e-3
 
 
@@ -173,8 +173,8 @@ def test_engine_lean_equals_generate_and_is_reproducible(tiny):
 
 def test_lora_model_lean_equals_generate(tiny_model_dir):
     pytest.importorskip("peft")
-    from two_grpo import lora
-    from two_grpo.config import LoraConfig
+    from two_grpo.config.schema import LoraConfig
+    from two_grpo.models import lora
 
     model = lora.apply_lora(load_model(str(tiny_model_dir), ModelConfig()), LoraConfig(r=4, alpha=8.0))
     with torch.no_grad():  # a non-zero adapter, so the LoRA path changes the samples
@@ -252,10 +252,10 @@ def test_prefill_runs_each_distinct_prompt_once(tiny):
     seen = []
     hook = model.register_forward_pre_hook(lambda mod, args, kw: seen.append(kw["input_ids"].shape), with_kwargs=True)
     try:
-        lean_generate(model, x, m, 4, 1.0, 0, 1.0, -1, tok.pad_token_id, drop_finished=False)
+        lean_generate(model, x, m, DecodeSpec(4, 1.0, 0, 1.0, -1, tok.pad_token_id), drop_finished=False)
         assert seen[0] == (6, x.shape[1]) and all(s == (18, 1) for s in seen[1:]) and len(seen) == 4
         seen.clear()
-        lean_generate(model, x, m, 4, 1.0, 0, 1.0, -1, tok.pad_token_id, fused=True)
+        lean_generate(model, x, m, DecodeSpec(4, 1.0, 0, 1.0, -1, tok.pad_token_id), fused=True)
         assert seen == [(6, x.shape[1])]  # the decode steps ran fused, not through the HF module
     finally:
         hook.remove()

@@ -48,7 +48,7 @@ class TorchLearner:
 
             self.noise = GradNoiseProbe(noise.grad_noise_sets, noise.grad_noise_dims, noise.grad_noise_seed, algo)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        from two_grpo.config import compile_mode
+        from two_grpo.config.schema import compile_mode
         from two_grpo.learner.compiled import CompiledLayers, CompiledLoss, adamw
 
         mode = compile_mode(cfg.compile)

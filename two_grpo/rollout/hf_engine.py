@@ -122,13 +122,13 @@ class HFEngine:
 
     def _lean(self, input_ids: torch.Tensor, attention: torch.Tensor, sampling: Sampling):
         """(token lists, log-prob lists) from the lean loop, or (None, None) after falling back."""
-        from two_grpo.rollout.lean_sampler import LeanUnsupported, lean_generate
+        from two_grpo.rollout.lean_sampler import DecodeSpec, LeanUnsupported, lean_generate
 
         try:
             with torch.inference_mode():  # measured faster than no_grad; nothing sampled here reaches autograd
                 tokens, logps = lean_generate(
-                    self.model, input_ids, attention, sampling.max_new_tokens, sampling.temperature, sampling.top_k,
-                    sampling.top_p, self.eos_id, self.pad_id, fused=self.sampler == "fused",
+                    self.model, input_ids, attention, DecodeSpec(sampling.max_new_tokens, sampling.temperature,
+                    sampling.top_k, sampling.top_p, self.eos_id, self.pad_id), fused=self.sampler == "fused",
                 )  # fmt: skip
         except LeanUnsupported as e:
             self._fall_back(str(e))

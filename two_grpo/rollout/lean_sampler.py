@@ -29,9 +29,21 @@ Shapes: B rows, P prompt width (left-padded), N = max_new_tokens, V vocabulary.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+
+
+class DecodeSpec(NamedTuple):
+    """What to sample: up to `max_new_tokens` per row at `temperature` (0 = greedy), `top_k` (0 = off), `top_p`;
+    rows stop at `eos_id` and are padded with `pad_id` after it."""
+
+    max_new_tokens: int
+    temperature: float
+    top_k: int
+    top_p: float
+    eos_id: int
+    pad_id: int
 
 
 class LeanUnsupported(Exception):
@@ -91,12 +103,7 @@ def lean_generate(
     model: Any,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
-    max_new_tokens: int,
-    temperature: float,
-    top_k: int,
-    top_p: float,
-    eos_id: int,
-    pad_id: int,
+    spec: DecodeSpec,
     drop_finished: bool = True,
     cache: str = "dynamic",
     fused: bool = False,
@@ -109,6 +116,7 @@ def lean_generate(
     cache) or static (transformers' StaticCache, preallocated to P + max_new_tokens; no row dropping). `fused`:
     decode steps by rollout/fused_decode.py where the model is a plain Qwen2/Llama (else the HF forward).
     Raises LeanUnsupported when the model returns no cache."""
+    max_new_tokens, temperature, top_k, top_p, eos_id, pad_id = spec
     reason = unsupported_reason(model)
     if reason:
         raise LeanUnsupported(reason)
