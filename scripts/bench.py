@@ -9,7 +9,8 @@ the per-repeat median step time (first optimizer steps are warm-up and not count
 `results.md` and `scaling.png` under --out and prints the Markdown.
 
 Sections:
-- compare   ours vs TRL GRPOTrainer vs the limit (bare generation + bare forward/backward/AdamW) per workload
+- compare   ours (defaults), `compiled` (ours with learner.compile=full over fixed-width packed rows; --no-compiled
+            skips it), TRL GRPOTrainer and the limit (bare generation + bare forward/backward/AdamW) per workload
             (--repeats, default 3; the other sections use max(2, repeats - 1) to fit in 15 minutes);
 - roofline  the matmul peak at each workload's own shapes, and the model-FLOP utilisation of ours, TRL and the
             limit (learner, sampler, whole step) against it; `--sections roofline --quick` alone takes < 2 min;
@@ -41,11 +42,21 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-# Workloads for the side-by-side comparison: P prompts x G rollouts per optimizer step, T max response tokens.
+# Workloads for the side-by-side comparison: P prompts x G rollouts per optimizer step, T max response tokens,
+# pack = learner.pack_tokens of the compiled system (the packed width: 2-3 of the workload's rows).
 COMPARE = {
-    "tiny (0.8M, builtin:tiny)": dict(model="builtin:tiny", P=16, G=8, T=12, micro=256),
-    "small (3.2M, random init)": dict(model="@h256l4", P=4, G=8, T=32, micro=256),
+    "tiny (0.8M, builtin:tiny)": dict(model="builtin:tiny", P=16, G=8, T=12, micro=256, pack=48),
+    "small (3.2M, random init)": dict(model="@h256l4", P=4, G=8, T=32, micro=256, pack=96),
 }
+# `compiled` in the comparison: ours with the off-by-default learner switches of issue 17 (the whole micro-batch
+# loss as one compiled graph over fixed-width packed rows, fused AdamW); its warm-up steps hold the compiles.
+COMPILED_WARMUP_STEPS = 4
+
+
+def compiled_flags(pack_tokens: int) -> list[str]:
+    return ["learner.compile=full", "learner.padding_free=true", f"learner.pack_tokens={pack_tokens}"]
+
+
 MODELS = {"@h256l4": (256, 4)}
 
 
@@ -93,16 +104,18 @@ def per_step_stats(r: dict[str, Any]) -> dict[str, float]:
 # ------------------------------------------------------------------------------------------------ compare + limit
 def section_compare(args, log: Path, with_trl: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    kinds = ["ours", "trl", "limit"] if with_trl else ["ours", "limit"]
+    kinds = ["ours"] + ["compiled"] * args.compiled + ["trl"] * with_trl + ["limit"]
     for name, base in COMPARE.items():
         if args.workloads and not any(name.startswith(k) for k in args.workloads.split(",")):
             continue
         w = workload(base, args)
+        fast = workload(base, args, warmup=COMPILED_WARMUP_STEPS, extra=compiled_flags(base["pack"]))
         reps: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         for rep in range(args.repeats):
             order = kinds[rep % len(kinds) :] + kinds[: rep % len(kinds)]
             for kind in order:
-                reps[kind].append(run_job(kind, [w], log)[0])
+                job, wk = ("ours", fast) if kind == "compiled" else (kind, w)
+                reps[kind].append(run_job(job, [wk], log)[0])
                 print(f"  compare {name} rep {rep + 1}/{args.repeats} {kind}: done", flush=True)
         out[name] = summarize_compare(w, reps)
     return out
@@ -110,7 +123,7 @@ def section_compare(args, log: Path, with_trl: bool) -> dict[str, Any]:
 
 def summarize_compare(w: dict[str, Any], reps: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     res: dict[str, Any] = {"workload": {k: w[k] for k in ("model", "P", "G", "T", "micro", "threads", "steps")}}
-    for kind in ("ours", "trl"):
+    for kind in ("ours", "compiled", "trl"):
         if not reps.get(kind):
             continue
         stats = [per_step_stats(r) for r in reps[kind]]
@@ -125,8 +138,10 @@ def summarize_compare(w: dict[str, Any], reps: dict[str, list[dict[str, Any]]]) 
             "rollout_tokens_per_s": gen_tok / phases["rollout"],
             "phase_s": phases,
         }
-        learner_key = "learner" if kind == "ours" else "learner+rest"
+        learner_key = "learner+rest" if kind == "trl" else "learner"
         res[kind]["learner_tokens_per_s"] = gen_tok / phases[learner_key]
+        if kind == "compiled":  # the compiles (cold, then from the persistent inductor cache) sit in the warm-up
+            res[kind]["warmup_s_per_repeat"] = [sum(r["warmup_step_s"]) for r in reps[kind]]
     res["limit"] = summarize_limit(reps["limit"])
     gen, learn = res["limit"]["gen_s"], res["limit"]["learn_s"]
     ours = res["ours"]
@@ -136,8 +151,14 @@ def summarize_compare(w: dict[str, Any], reps: dict[str, list[dict[str, Any]]]) 
     share = {p: v / ours["step_s"] for p, v in ours["phase_s"].items()}
     share["other"] = 1 - sum(share.values())
     ours["phase_share"] = share
+    if "compiled" in res:
+        c = res["compiled"]
+        c["overhead_vs_limit"] = (c["step_s"] / c["gen_tokens_per_step"]) / lim_per_tok - 1
+        c["speedup_vs_ours"] = c["tokens_per_s"] / ours["tokens_per_s"]
     if "trl" in res:
         res["speedup_vs_trl"] = ours["tokens_per_s"] / res["trl"]["tokens_per_s"]
+        if "compiled" in res:
+            res["compiled_speedup_vs_trl"] = res["compiled"]["tokens_per_s"] / res["trl"]["tokens_per_s"]
         res["trl"]["overhead_vs_limit"] = (res["trl"]["step_s"] / res["trl"]["gen_tokens_per_step"]) / lim_per_tok - 1
     return res
 
@@ -187,7 +208,7 @@ def roofline(row: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"peak": peak, "peak_flops_per_s": peak_fps, "learner_flops_per_gen_token": f_learn,
                            "sampler_flops_per_gen_token": f_sample}  # fmt: skip
     times = {"limit": (lim["gen_s"], lim["learn_s"], lim["sum_s"], lim["gen_tokens_per_step"])}
-    for kind, learner_key in (("ours", "learner"), ("trl", "learner+rest")):
+    for kind, learner_key in (("ours", "learner"), ("compiled", "learner"), ("trl", "learner+rest")):
         if kind in row:
             x = row[kind]
             times[kind] = (x["phase_s"]["rollout"], x["phase_s"][learner_key], x["step_s"], x["gen_tokens_per_step"])
@@ -264,11 +285,6 @@ OPTS = {
     ),
     "learner.compile": dict(  # 4 warm-up steps: the compile and the one dynamic-shape recompile are not timed
         base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=256, warmup=4), flag="learner.compile"
-    ),
-    "learner.compile=full": dict(  # the whole micro-batch loss as one graph (learner/compiled.py CompiledLoss)
-        base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=256, warmup=4),
-        flag="learner.compile",
-        values=("false", "full"),
     ),
 }
 
@@ -416,11 +432,12 @@ def markdown(res: dict[str, Any]) -> str:
             return f"{roof[name][kind]['step_over_hardware']:.2f}x" if kind in roof.get(name, {}) else ""
 
         for name, r in res["compare"].items():
-            for kind in ("ours", "trl"):
+            for kind in ("ours", "compiled", "trl"):
                 if kind not in r:
                     continue
                 x = r[kind]
-                sp = fmt(r["speedup_vs_trl"], 2) + "x" if kind == "ours" and "speedup_vs_trl" in r else ""
+                key = {"ours": "speedup_vs_trl", "compiled": "compiled_speedup_vs_trl"}.get(kind, "")
+                sp = fmt(r[key], 2) + "x" if key in r else ""
                 lines.append(
                     f"| {name} P={r['workload']['P']} G={r['workload']['G']} T={r['workload']['T']} | {kind} | "
                     f"{fmt(x['step_s'])} | {x['gen_tokens_per_step']:.0f} | {x['tokens_per_s']:.0f} | "
@@ -441,6 +458,16 @@ def markdown(res: dict[str, Any]) -> str:
                     f"| {name} | hardware (gen {fmt(hw['gen_s'])} + learn {fmt(hw['learn_s'])} at the matmul peak) | "
                     f"{fmt(hw['step_s'])} | | | | | | | 1.00x |"
                 )
+        warm = {
+            n.split(" ")[0]: r["compiled"]["warmup_s_per_repeat"] for n, r in res["compare"].items() if "compiled" in r
+        }
+        if warm:
+            secs = "; ".join(f"{n} " + ", ".join(f"{x:.0f}" for x in v) for n, v in warm.items())
+            lines += [
+                "",
+                f"`compiled` = ours with `{' '.join(compiled_flags(0)[:2])} learner.pack_tokens=<pack>`: its "
+                f"{COMPILED_WARMUP_STEPS} warm-up steps (not timed) hold the compiles, seconds per repeat: {secs}.",
+            ]
         lines += ["", "Our time share per phase (of the median step):", ""]
         lines += ["| workload | rollout | reward | logprob | learner | sync | other |", "|---|---|---|---|---|---|---|"]
         for name, r in res["compare"].items():
@@ -461,7 +488,7 @@ def markdown(res: dict[str, Any]) -> str:
         ]
         for name, r in res["roofline"].items():
             hw = r["hardware"]
-            for kind in ("ours", "trl", "limit"):
+            for kind in ("ours", "compiled", "trl", "limit"):
                 if kind in r:
                     x = r[kind]
                     lines.append(
@@ -569,6 +596,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workloads", default="", help="compare only these workloads (name prefixes: tiny,small)")
     ap.add_argument("--opts", default="", help="opt section: only these optimisations (name prefixes)")
     ap.add_argument("--no-trl", action="store_true", help="skip TRL (when the bench extra is not installed)")
+    ap.add_argument(
+        "--no-compiled",
+        dest="compiled",
+        action="store_false",
+        help="compare: skip the `compiled` system (its cold compile takes minutes)",
+    )
     ap.add_argument("--quick", action="store_true", help="1 repeat, 2 steps: checks the script, not the numbers")
     args = ap.parse_args(argv)
     if args.quick:

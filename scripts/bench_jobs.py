@@ -78,6 +78,7 @@ def run_ours(w: dict[str, Any]) -> dict[str, Any]:
     phases = ("rollout", "reward", "logprob", "learner", "sync")
     return {
         "step_s": [x["time/step"] for x in keep],
+        "warmup_step_s": [x["time/step"] for x in lines[: w["warmup"]]],
         "gen_tokens": tokens[w["warmup"] :],
         "rollouts_per_step": w.get("M", w["P"]) * w["G"],
         "phase_s": {p: [x[f"time/{p}"] for x in keep] for p in phases},

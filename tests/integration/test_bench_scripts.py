@@ -25,8 +25,9 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
 def test_bench_quick_compare_and_scaling(tmp_path):
     out = tmp_path / "bench"
     p = run_script(
-        "bench.py", "--quick", "--no-trl", "--workloads", "tiny", "--sections", "compare,scaling", "--out", str(out)
-    )
+        "bench.py", "--quick", "--no-trl", "--no-compiled", "--workloads", "tiny", "--sections", "compare,scaling",
+        "--out", str(out),
+    )  # fmt: skip
     assert "### Ours vs TRL GRPOTrainer vs the limit" in p.stdout and (out / "scaling.png").stat().st_size > 0
     res = json.loads((out / "results.json").read_text())
     (row,) = res["compare"].values()

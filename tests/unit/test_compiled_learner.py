@@ -4,6 +4,7 @@ updates as the eager for-loop AdamW learner, to fp32 tolerance; the compile cach
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -117,8 +118,9 @@ def test_compile_values_map_and_old_configs_stay_valid(compose):
         compose([f"learner.compile={value}"])  # validates
     with pytest.raises(ConfigError, match="learner.compile='fast' is not allowed"):
         compose(["learner.compile=fast"])
-    with pytest.raises(ConfigError, match="learner.padding_free=false"):
+    with pytest.raises(ConfigError, match="set learner.pack_tokens > 0"):  # full packs to a fixed width
         compose(["learner.compile=full", "learner.padding_free=true"])
+    compose(["learner.compile=full", "learner.padding_free=true", "learner.pack_tokens=64"])
     # full mode: the loss compiles (lazily, nothing yet), the layers do not; AdamW default -> the fused kernel
     full = TorchLearner(qwen2(), LearnerConfig(compile="full"), 1e-3, AlgoConfig(), 1.0)
     assert full.full is not None and full.optimizer.defaults["fused"] is True
@@ -150,11 +152,14 @@ def test_pad_micro_keeps_the_loss_and_gradients():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("agg", ["token_mean", "seq_mean_token_mean"])
-def test_full_compile_equals_eager_over_several_buckets(monkeypatch, tmp_path, agg):
-    """learner.compile=full vs eager on one mini-batch split into micro-batches of 4 rows whose lengths fall in
-    three buckets of 8 (so static, then dynamic graphs): same metrics, gradients and log-probs to fp32 tolerance;
-    the HF module stays eager outside the learner (a cached decode compiles nothing)."""
+def test_full_compile_packed_equals_eager_over_several_buckets(monkeypatch, tmp_path):
+    """learner.compile=full with padding_free (rows packed into 24-token sequences outside the graph) vs the eager
+    padded learner on one mini-batch split into micro-batches of 4 rows whose lengths fall in three buckets of 8
+    (so static, then dynamic graphs), with the per-row loss aggregation: same metrics, gradients and log-probs to
+    fp32 tolerance; the HF module stays eager outside the learner (a cached decode compiles nothing). The padded
+    full graph is checked against eager end to end in tests/integration/test_compile_full_cli.py (one cold compile
+    each: make test's time)."""
+    agg, pack_tokens = "seq_mean_token_mean", 24
     import torch._dynamo.utils as dynamo_utils
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
@@ -166,6 +171,8 @@ def test_full_compile_equals_eager_over_several_buckets(monkeypatch, tmp_path, a
     for mode in ("false", "full"):
         model = qwen2()
         cfg = LearnerConfig(micro_rollouts=4, grad_clip=0.0, warmup_steps=0, compile=mode, compile_pad_multiple=8)
+        if mode == "full" and pack_tokens:
+            cfg = replace(cfg, padding_free=True, pack_tokens=pack_tokens)
         learner = TorchLearner(model, cfg, 1e-3, AlgoConfig(loss_agg=agg, clip_low=0.02, clip_high=0.02), 1.0)
         lengths = {int(m.input_ids.shape[1]) for _, m in learner._micro_batches(batch)}
         sums: dict[str, float] = {}
@@ -176,6 +183,11 @@ def test_full_compile_equals_eager_over_several_buckets(monkeypatch, tmp_path, a
         grads = [p.grad.clone() for p in model.parameters()]
         out[mode] = (sums, grads, learner.logprobs(batch))
     assert len({(n + 7) // 8 for n in lengths}) == 3, lengths  # three buckets: 8, 16, 24
+    if pack_tokens:  # the packed input is one width: rows of a micro-batch share 24-token sequences
+        from two_grpo.learner.packing import pack
+
+        micro = learner._micro_batches(batch)[0][1]
+        assert pack(micro.input_ids, micro.attention_mask, 24, multiple=24).input_ids.shape[1] == 24
     (s_ref, g_ref, lp_ref), (s_c, g_c, lp_c) = out["false"], out["full"]
     assert s_ref["loss/clip_frac_low_sum"] + s_ref["loss/clip_frac_high_sum"] > 0  # the clip branch is exercised
     assert s_c.keys() == s_ref.keys()

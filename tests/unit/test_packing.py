@@ -64,6 +64,22 @@ def test_packed_logprobs_equal_padded(attn, chunk, pack_tokens):
 
 
 @pytest.mark.parametrize("chunk", [1024, -1])
+def test_a_prebuilt_fixed_width_layout_equals_padded(chunk):
+    """learner.compile=full packs outside its graph (first-fit into sequences of one width) and passes the Packed
+    layout in: the same log-probs as the padded path, and every packed sequence is that width."""
+    from two_grpo.learner.packing import pack
+
+    model, batch = qwen2(), ragged()
+    width = int(batch.attention_mask.sum(dim=1).max())
+    layout = pack(batch.input_ids, batch.attention_mask, width, multiple=width)
+    assert layout.input_ids.shape[1] == width and layout.input_ids.shape[0] < len(batch)  # rows share sequences
+    ref, _ = forward_logprobs(model, batch, 1.0, chunk_tokens=chunk)
+    got, _ = forward_logprobs(model, batch, 1.0, chunk_tokens=chunk, pack_tokens=layout)
+    m = batch.loss_mask
+    assert torch.allclose(got * m, ref * m, atol=1e-5), (got * m - ref * m).abs().max()
+
+
+@pytest.mark.parametrize("chunk", [1024, -1])
 @pytest.mark.parametrize("pack_tokens", [None, 0])
 def test_lengths_padded_to_a_multiple_change_nothing(chunk, pack_tokens):
     """learner.compile pads the model's input length up to compile_pad_multiple: same log-probs."""

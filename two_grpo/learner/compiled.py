@@ -8,7 +8,9 @@ that runs and sweep members on one machine pay the compile once.
   too. The module itself is not compiled: an HF engine sharing it samples eagerly (no decode-shape compiles).
 
 Micro-batch lengths are padded up to `learner.compile_pad_multiple` so a run meets few distinct shapes; past the
-first recompile torch marks the changed sizes dynamic.
+first recompile torch marks the changed sizes dynamic. `full` with `learner.padding_free`: the rows are packed
+(eagerly, outside the graph) first-fit into sequences of a fixed `learner.pack_tokens` width, so the linear layers
+run on ~no padding at one input width; the graph gathers the logits back to the padded [R, L] layout.
 """
 
 from __future__ import annotations
@@ -98,21 +100,30 @@ class CompiledLoss:
     The graph is learner/step.py's own micro_batch_loss / forward_logprobs with the head over every position
     (chunk_tokens=-1: no data-dependent gather of the response positions) and a unit normaliser; the mini-batch
     normaliser is applied outside (the loss is linear in it), so a new token count does not recompile.
-    `algo.loss=pairwise` (a data-dependent branch) runs eagerly."""
+    `algo.loss=pairwise` (a data-dependent branch) runs eagerly. `pack_tokens` > 0: padding-free, rows packed into
+    sequences of that width before the graph (learner/packing.py); None: the padded layout."""
 
-    def __init__(self, algo: Any, temperature: float, pad_multiple: int, dynamic: bool | None = None):
+    def __init__(
+        self,
+        algo: Any,
+        temperature: float,
+        pad_multiple: int,
+        dynamic: bool | None = None,
+        pack_tokens: int | None = None,
+    ):
         import torch
 
         from two_grpo.learner.step import forward_logprobs, micro_batch_loss
 
         use_project_cache()
-        self.algo, self.temperature, self.pad_multiple = algo, temperature, pad_multiple
+        self.algo, self.temperature, self.pad_multiple, self.pack_tokens = algo, temperature, pad_multiple, pack_tokens
 
-        def loss_fn(model: Any, micro: Any) -> tuple[Any, dict[str, Any]]:
-            return micro_batch_loss(model, micro, algo, temperature, 1.0, 1.0, -1)
+        def loss_fn(model: Any, micro: Any, packed: Any) -> tuple[Any, dict[str, Any]]:
+            return micro_batch_loss(model, micro, algo, temperature, 1.0, 1.0, -1, pack_tokens=packed)
 
-        def logprob_fn(model: Any, micro: Any) -> Any:
-            return forward_logprobs(model, micro, temperature, chunk_tokens=-1)[0] * micro.loss_mask  # 0 off responses
+        def logprob_fn(model: Any, micro: Any, packed: Any) -> Any:
+            logp = forward_logprobs(model, micro, temperature, chunk_tokens=-1, pack_tokens=packed)[0]
+            return logp * micro.loss_mask  # 0 off responses
 
         self.eager_loss = micro_batch_loss
         self._loss = torch.compile(loss_fn, fullgraph=True, dynamic=dynamic)
@@ -122,7 +133,8 @@ class CompiledLoss:
         """micro_batch_loss(model, micro, ...) to fp32 rounding: (scalar loss, metric tensors)."""
         if self.algo.loss == "pairwise":
             return self.eager_loss(model, micro, self.algo, self.temperature, minibatch_tokens, minibatch_seqs)
-        loss, metrics = self._loss(model, pad_micro(micro, self.pad_multiple))
+        micro = pad_micro(micro, self.pad_multiple)
+        loss, metrics = self._loss(model, micro, self._pack(micro))
         norm = minibatch_tokens if self.algo.loss_agg == "token_mean" else minibatch_seqs
         scale = 1.0 / max(norm, 1.0)
         metrics = {k: v * scale if k in NORMALISED_METRICS else v for k, v in metrics.items()}
@@ -130,8 +142,17 @@ class CompiledLoss:
 
     def logprobs(self, model: Any, micro: Any):
         """[R, L-1] log-probs of the micro-batch's tokens (0 off the response positions), as forward_logprobs."""
-        logp = self._logprobs(model, pad_micro(micro, self.pad_multiple))
+        padded = pad_micro(micro, self.pad_multiple)
+        logp = self._logprobs(model, padded, self._pack(padded))
         return logp[:, : micro.loss_mask.shape[1]]
+
+    def _pack(self, micro: Any) -> Any:
+        """The micro-batch's packed layout (rows first-fit into `pack_tokens`-wide sequences), or None (padded)."""
+        if self.pack_tokens is None:
+            return None
+        from two_grpo.learner.packing import pack
+
+        return pack(micro.input_ids, micro.attention_mask, self.pack_tokens, multiple=self.pack_tokens)
 
 
 def adamw(params: list, lr: float, cfg: Any, impl_name: str = ""):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -13,6 +13,9 @@ from two_grpo.algo.pairwise import pairwise_loss
 from two_grpo.algo.tis import mismatch_sums, tis_weight
 from two_grpo.config.schema import AlgoConfig
 from two_grpo.data.batch import TrainBatch
+
+if TYPE_CHECKING:
+    from two_grpo.learner.packing import Packed
 
 DEFAULT_CHUNK_TOKENS = 1024  # LearnerConfig.logits_chunk_tokens
 
@@ -24,7 +27,7 @@ def forward_logprobs(
     with_entropy: bool = False,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     entropy_grad: bool = False,
-    pack_tokens: int | None = None,
+    pack_tokens: int | Packed | None = None,
     pad_multiple: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs [B, L-1] of the batch's own next tokens (and entropy [B, L-1] if asked).
@@ -34,14 +37,18 @@ def forward_logprobs(
     chunk), so no [B, L, V] logits exist. `chunk_tokens` < 0 is the legacy reference: full logits at every
     position (also used for models without a separable body and head). `entropy_grad`: entropy with gradient
     (entropy bonus in the loss); otherwise it is a no-grad metric. `pack_tokens` not None: padding-free, the
-    rows packed into sequences of at most `pack_tokens` tokens (0: one sequence; learner/packing.py).
+    rows packed into sequences of at most `pack_tokens` tokens (0: one sequence; learner/packing.py), or
+    a `Packed` layout already built (learner.compile=full packs outside its graph).
     `pad_multiple` > 1: the model's input length is padded up to a multiple of it (learner.compile: fewer shapes)."""
     split = None if chunk_tokens < 0 else _body_and_head(model)
     packed, inputs = None, {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
     if pack_tokens is not None:
-        from two_grpo.learner.packing import pack
+        from two_grpo.learner.packing import Packed, pack
 
-        packed = pack(batch.input_ids, batch.attention_mask, pack_tokens, multiple=pad_multiple)
+        if isinstance(pack_tokens, Packed):
+            packed = pack_tokens
+        else:
+            packed = pack(batch.input_ids, batch.attention_mask, pack_tokens, multiple=pad_multiple)
         inputs = {"input_ids": packed.input_ids, "position_ids": packed.position_ids, "attention_mask": None}
     elif pad_multiple > 1:
         inputs = {k: _pad_columns(v, pad_multiple) for k, v in inputs.items()}

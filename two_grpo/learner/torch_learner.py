@@ -62,7 +62,10 @@ class TorchLearner:
         # compiled decoder layers, active only inside the learner's passes (an engine sharing the model stays eager)
         self.compiled = CompiledLayers(model) if mode == "layers" else contextlib.nullcontext()
         # compile=full: the whole micro-batch loss (and the no-grad log-probs) as one compiled graph each
-        self.full = CompiledLoss(algo, temperature, cfg.compile_pad_multiple) if mode == "full" else None
+        width = cfg.pack_tokens if cfg.padding_free else None  # compile=full + padding_free: fixed-width packing
+        self.full = (
+            CompiledLoss(algo, temperature, cfg.compile_pad_multiple, pack_tokens=width) if mode == "full" else None
+        )
         warmup = max(cfg.warmup_steps, 0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
