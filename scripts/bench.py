@@ -1,5 +1,5 @@
 """`make bench`: our training step vs TRL's GRPOTrainer at equal work, vs the bare-kernel limit and the hardware's
-(roofline), scaling, 2 vs 16.
+(roofline), scaling, 2 vs 16, sweep members side by side.
 
     python scripts/bench.py [--out runs/bench] [--repeats 3] [--threads 1] [--sections compare,limit,...] [--quick]
 
@@ -20,7 +20,10 @@ Sections:
 - opt       before/after of each optimisation (learner.sort_by_length, learner.skip_onpolicy_logprob, and the
             off-by-default learner.padding_free, learner.adamw_impl=fused, learner.compile);
 - scaling   step time vs group_size at fixed rollouts per step, and vs rollouts per step at fixed group_size;
-- two_vs_16 paper-shaped 2-GRPO vs 16-GRPO scaled to CPU (same prompts per rollout batch, P/M = 2 vs 16).
+- two_vs_16 paper-shaped 2-GRPO vs 16-GRPO scaled to CPU (same prompts per rollout batch, P/M = 2 vs 16);
+- members   a sweep's members one at a time with every core vs min(members, cores) side by side at cores // N
+            threads each (scripts/bench_members.py; `--members`, `--member-steps`): wall-clock and training-only
+            ratios, and the start-up share of a member (what `two-grpo sweep parallel=auto` rests on).
 The engine is whatever `rollout.backend` selects (`--engine`, default hf); TRL always uses HF generate (no vLLM).
 """
 
@@ -41,6 +44,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+
+import bench_members  # noqa: E402  (scripts/ on the path)
 
 # Workloads for the side-by-side comparison: P prompts x G rollouts per optimizer step, T max response tokens,
 # pack = learner.pack_tokens of the compiled system (the packed width: 2-3 of the workload's rows).
@@ -581,6 +586,8 @@ def markdown(res: dict[str, Any]) -> str:
             + f" | {100 * t['2-GRPO']['gen_tokens_per_batch'] / t['16-GRPO']['gen_tokens_per_batch']:.1f}% |"
         )
         lines.append("")
+    if "members" in res:
+        lines += bench_members.markdown(res["members"])
     return "\n".join(lines)
 
 
@@ -591,10 +598,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=4, help="measured optimizer steps per run (after 1 warm-up)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads, the same for every system")
     ap.add_argument("--engine", default="hf", help="rollout.backend for our runs (TRL uses HF generate)")
-    ap.add_argument("--sections", default="compare,roofline,sampler,opt,scaling,two_vs_16")
+    ap.add_argument("--sections", default="compare,roofline,sampler,opt,scaling,two_vs_16,members")
     ap.add_argument("--two-vs-16-batches", type=int, default=1, help="measured rollout batches per 2-vs-16 run")
     ap.add_argument("--workloads", default="", help="compare only these workloads (name prefixes: tiny,small)")
     ap.add_argument("--opts", default="", help="opt section: only these optimisations (name prefixes)")
+    ap.add_argument("--members", type=int, default=bench_members.DEFAULT_MEMBERS, help="members section: members")
+    ap.add_argument("--member-steps", type=int, default=bench_members.DEFAULT_STEPS, help="members: steps each")
     ap.add_argument("--no-trl", action="store_true", help="skip TRL (when the bench extra is not installed)")
     ap.add_argument(
         "--no-compiled",
@@ -605,9 +614,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="1 repeat, 2 steps: checks the script, not the numbers")
     args = ap.parse_args(argv)
     if args.quick:
-        args.repeats, args.steps = 1, 2
-    if args.repeats < 1 or args.steps < 1 or args.threads < 1:
-        print("bench: --repeats, --steps and --threads must be >= 1", file=sys.stderr)
+        args.repeats, args.steps, args.member_steps = 1, 2, 2
+    if min(args.repeats, args.steps, args.threads, args.members, args.member_steps) < 1:
+        print("bench: --repeats, --steps, --threads, --members and --member-steps must be >= 1", file=sys.stderr)
         return 2
     with_trl = not args.no_trl
     trl_version = None
@@ -620,10 +629,11 @@ def main(argv: list[str] | None = None) -> int:
             print('bench: trl is not installed; `pip install "torch==2.13.0" -e ".[dev,bench]"` or pass --no-trl')
             return 2
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    bad = set(sections) - {"compare", "roofline", "sampler", "opt", "scaling", "two_vs_16"}
+    bad = set(sections) - {"compare", "roofline", "sampler", "opt", "scaling", "two_vs_16", "members"}
     if bad:
         print(
-            f"bench: unknown section(s) {sorted(bad)}; choose from compare, roofline, sampler, opt, scaling, two_vs_16",
+            f"bench: unknown section(s) {sorted(bad)}; choose from compare, roofline, sampler, opt, scaling, two_vs_16, "
+            "members",
             file=sys.stderr,
         )
         return 2
@@ -665,6 +675,8 @@ def main(argv: list[str] | None = None) -> int:
         plot_scaling(res["scaling"], out / "scaling.png")
     if "two_vs_16" in sections:
         res["two_vs_16"] = section_two_vs_16(args, log)
+    if "members" in sections:
+        res["members"] = bench_members.section_members(log, args.members, args.member_steps, other_repeats(args))
     res["meta"]["wall_s"] = time.time() - t0
     (out / "results.json").write_text(json.dumps(res, indent=2))
     md = markdown(res) + f"\nTotal bench wall-clock: {res['meta']['wall_s']:.0f} s.\n"

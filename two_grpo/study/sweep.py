@@ -5,11 +5,13 @@
     two-grpo sweep sweep=matched experiment=sweep_cpu seeds=[0,1,2]
     two-grpo sweep sweep=group_size sweep.hold=rollouts      preset fields: sweep.<field>=VALUE
     two-grpo sweep sweep=smoke parallel=2                    2 members at a time (hydra.sweeper.max_batch_size)
+    two-grpo sweep sweep=smoke parallel=1                    one at a time, every core (when wall-clock is compared)
     two-grpo sweep sweep=paper budget=matched_rollouts       every member stops at the baseline's total rollouts
     two-grpo sweep sweep=study                               the whole answer on a CPU (then: two-grpo report)
     two-grpo sweep sweep=paper launcher=submitit_slurm hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=1
 
-Sweep keys: sweep, seeds, dry_run, dir (default sweeps/<preset>[-<variant>]), parallel, launcher
+Sweep keys: sweep, seeds, dry_run, dir (default sweeps/<preset>[-<variant>]), parallel (an integer >= 1, or auto:
+min(members, cores), 1 on a GPU machine; default auto on the local launcher, 1 on Slurm), launcher
 (submitit_local | submitit_slurm), timeout_min, budget=epochs|matched_rollouts (any other budget=... is the
 train config group), sweep.<preset field>, hydra.<...> (to the launcher). Every other
 KEY=VALUE is a `two-grpo train` override applied to every member. Members run through Hydra's multirun with the
@@ -19,6 +21,7 @@ submitit launcher; finished members (summary.json) are skipped, unfinished ones 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -31,13 +34,32 @@ from two_grpo.study.sweep_plan import BUDGETS, Member, budget_overrides, load_pr
 
 SWEEP_KEYS = ("sweep", "seeds", "dry_run", "dir", "parallel", "launcher", "timeout_min")
 LAUNCHERS = ("submitit_local", "submitit_slurm")
+# The local launcher's default `parallel`: on 2 cores 2 members side by side at 1 thread each beat 1 at a time
+# with 2 threads (`make bench` section members; README "Comparing rollout budgets"). Slurm's default is 1.
+DEFAULT_PARALLEL_LOCAL: int | str = "auto"
+
+
+def resolve_parallel(value: int | str, members: int, cpus: int | None, launcher: str, gpus: int = 0) -> int:
+    """`parallel` -> members run at a time. `auto` (local launcher only) = min(members, cpus), each member then
+    getting cpus // parallel threads (sweep_job.member_threads_env); 1 when this machine has a GPU (members would
+    share it). Integers >= 1 pass through. Raises ConfigError."""
+    if value == "auto":
+        if launcher != "submitit_local":
+            raise ConfigError(
+                f"parallel=auto sizes to this machine's cores (launcher=submitit_local); with launcher={launcher} "
+                "give an integer, e.g. parallel=8"
+            )
+        return 1 if gpus > 0 else max(1, min(members, cpus or 1))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"parallel={value!r} must be an integer >= 1 or auto, e.g. parallel=2")
+    return value
 
 
 def parse_args(argv: list[str]) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
     """argv -> (sweep keys, preset field overrides, hydra/launcher overrides, member overrides)."""
     import yaml
 
-    keys: dict[str, Any] = {"sweep": "smoke", "dry_run": False, "parallel": 1, "launcher": "submitit_local"}
+    keys: dict[str, Any] = {"sweep": "smoke", "dry_run": False, "parallel": None, "launcher": "submitit_local"}
     keys["timeout_min"] = 7 * 24 * 60
     preset, hydra, members = [], [], []
     for a in argv:
@@ -59,11 +81,19 @@ def parse_args(argv: list[str]) -> tuple[dict[str, Any], list[str], list[str], l
             f"launcher={keys['launcher']}: choose one of {', '.join(LAUNCHERS)} "
             "(Hydra's basic launcher runs members inside one process, which real runs must not do)"
         )
-    if not isinstance(keys["parallel"], int) or keys["parallel"] < 1:
-        raise ConfigError(f"parallel={keys['parallel']!r} must be an integer >= 1")
+    if keys["parallel"] is None:
+        keys["parallel"] = DEFAULT_PARALLEL_LOCAL if keys["launcher"] == "submitit_local" else 1
+    resolve_parallel(keys["parallel"], 1, 1, keys["launcher"])  # a bad value fails before any member is composed
     if "seeds" in keys and not (isinstance(keys["seeds"], list) and all(isinstance(s, int) for s in keys["seeds"])):
         raise ConfigError(f"seeds={keys['seeds']!r} must be a list of integers, e.g. seeds=[0,1,2]")
     return keys, preset, hydra, members
+
+
+def visible_gpus() -> int:
+    """CUDA devices this process sees (torch is already imported by the members' config check)."""
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def check_and_project(members: list[Member], assume_train_prompts: int) -> dict[str, dict[str, Any]]:
@@ -301,8 +331,15 @@ def cmd_sweep(argv: list[str]) -> int:
 def run_sweep(keys, preset, members, proj, sweep_dir: Path, cli, hydra, command: list[str]) -> int:
     """Print the plan, then (unless dry_run) run the unfinished members, one line per finished member."""
     from two_grpo.run.console import console
+    from two_grpo.study.sweep_job import member_threads_env
 
+    gpus = visible_gpus() if keys["parallel"] == "auto" else 0
+    parallel = resolve_parallel(keys["parallel"], len(members), os.cpu_count(), keys["launcher"], gpus)
+    keys = {**keys, "parallel": parallel}  # the integer: plan.json, the launcher and the report's caveat see it
     print_plan(keys["sweep"], preset, members, proj, sweep_dir, cli)
+    env = member_threads_env(dict(os.environ), keys["parallel"], os.cpu_count(), keys["launcher"])
+    each = f", OMP_NUM_THREADS={env['OMP_NUM_THREADS']} each" if "OMP_NUM_THREADS" in env else ""
+    console.print(f"parallel={keys['parallel']}: member(s) at a time{each}")
     if keys["dry_run"]:
         if preset.show_advantages:
             print_advantage_examples(members, proj)
