@@ -198,7 +198,8 @@ def _sft(model, tokenizer, recipe: TinyRecipe, progress: Callable[[int, int], No
 
 
 def build(out_dir: Path, recipe: TinyRecipe, progress: Callable[[int, int], None] | None = None) -> Path:
-    """Build the tokenizer and model, SFT them, and save to `out_dir` (atomically)."""
+    """Build the tokenizer and model, SFT them, and save to `out_dir` (atomically; a complete build already there,
+    e.g. by a concurrent process, is kept and never deleted under its readers)."""
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     torch.manual_seed(recipe.seed)
@@ -226,9 +227,15 @@ def build(out_dir: Path, recipe: TinyRecipe, progress: Callable[[int, int], None
         save_quietly(model, tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "two_grpo_recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
-        if out_dir.exists():
+        if (out_dir / "two_grpo_recipe.json").exists():  # a concurrent build (sweep member, test worker) finished
+            return out_dir  # first and may be in use: keep it, drop ours
+        if out_dir.exists():  # a stale or partial directory
             shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        try:
+            os.replace(tmp, out_dir)
+        except OSError:  # lost the race between the check and the rename: the other build is complete
+            if not (out_dir / "two_grpo_recipe.json").exists():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
