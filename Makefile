@@ -65,7 +65,7 @@ sweep-dry: install ## print a sweep preset's plan: members, overrides, projected
 tiny-model: install ## build the embedded default model (builtin:tiny) into the cache now
 	$(BIN)/two-grpo build-model
 
-bench: install ## ours vs TRL GRPOTrainer vs the hardware limit, scaling, 2 vs 16 (< 15 min on 2 CPUs) -> runs/bench/
+bench: install ## ours (and compiled) vs TRL GRPOTrainer vs the limit and the hardware, samplers, opts, scaling, 2 vs 16, sweep members -> runs/bench/
 	@$(BIN)/python -c "import trl, matplotlib" 2>/dev/null || \
 		$(BIN)/pip install -q --disable-pip-version-check "torch==2.13.0" -e ".[dev,bench]"
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench.py $(ARGS)
