@@ -159,7 +159,7 @@ def test_full_compile_packed_equals_eager_over_several_buckets(monkeypatch, tmp_
     fp32 tolerance; the HF module stays eager outside the learner (a cached decode compiles nothing). The padded
     full graph is checked against eager end to end in tests/integration/test_compile_full_cli.py (one cold compile
     each: make test's time)."""
-    agg, pack_tokens = "seq_mean_token_mean", 24
+    agg = "seq_mean_token_mean"
     import torch._dynamo.utils as dynamo_utils
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
@@ -171,8 +171,8 @@ def test_full_compile_packed_equals_eager_over_several_buckets(monkeypatch, tmp_
     for mode in ("false", "full"):
         model = qwen2()
         cfg = LearnerConfig(micro_rollouts=4, grad_clip=0.0, warmup_steps=0, compile=mode, compile_pad_multiple=8)
-        if mode == "full" and pack_tokens:
-            cfg = replace(cfg, padding_free=True, pack_tokens=pack_tokens)
+        if mode == "full":
+            cfg = replace(cfg, padding_free=True, pack_tokens=24)
         learner = TorchLearner(model, cfg, 1e-3, AlgoConfig(loss_agg=agg, clip_low=0.02, clip_high=0.02), 1.0)
         lengths = {int(m.input_ids.shape[1]) for _, m in learner._micro_batches(batch)}
         sums: dict[str, float] = {}
@@ -183,11 +183,15 @@ def test_full_compile_packed_equals_eager_over_several_buckets(monkeypatch, tmp_
         grads = [p.grad.clone() for p in model.parameters()]
         out[mode] = (sums, grads, learner.logprobs(batch))
     assert len({(n + 7) // 8 for n in lengths}) == 3, lengths  # three buckets: 8, 16, 24
-    if pack_tokens:  # the packed input is one width: rows of a micro-batch share 24-token sequences
-        from two_grpo.learner.packing import pack
+    # the full learner packs (its graph sees 24-token sequences), and short rows share them
+    from two_grpo.learner.packing import pack
 
-        micro = learner._micro_batches(batch)[0][1]
-        assert pack(micro.input_ids, micro.attention_mask, 24, multiple=24).input_ids.shape[1] == 24
+    assert learner.full.pack_tokens == 24
+    layouts = [(m, learner.full._pack(m)) for _, m in learner._micro_batches(batch)]
+    assert all(p.input_ids.shape[1] == 24 for _, p in layouts)
+    assert sum(p.input_ids.shape[0] for _, p in layouts) < len(batch)
+    m, p = layouts[-1]
+    assert torch.equal(p.input_ids, pack(m.input_ids, m.attention_mask, 24, multiple=24).input_ids)
     (s_ref, g_ref, lp_ref), (s_c, g_c, lp_c) = out["false"], out["full"]
     assert s_ref["loss/clip_frac_low_sum"] + s_ref["loss/clip_frac_high_sum"] > 0  # the clip branch is exercised
     assert s_c.keys() == s_ref.keys()
