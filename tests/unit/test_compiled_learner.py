@@ -155,8 +155,8 @@ def test_pad_micro_keeps_the_loss_and_gradients():
 def test_full_compile_packed_equals_eager_over_several_buckets(monkeypatch, tmp_path):
     """learner.compile=full with padding_free (rows packed into 24-token sequences outside the graph) vs the eager
     padded learner on one mini-batch split into micro-batches of 4 rows whose lengths fall in three buckets of 8
-    (so static, then dynamic graphs), with the per-row loss aggregation: same metrics, gradients and log-probs to
-    fp32 tolerance; the HF module stays eager outside the learner (a cached decode compiles nothing). The padded
+    with the per-row loss aggregation: same metrics, gradients and log-probs to fp32 tolerance, one compiled graph
+    per pass kind over all three; the HF module stays eager outside the learner (a cached decode compiles nothing). The padded
     full graph is checked against eager end to end in tests/integration/test_compile_full_cli.py (one cold compile
     each: make test's time)."""
     agg = "seq_mean_token_mean"
@@ -178,11 +178,16 @@ def test_full_compile_packed_equals_eager_over_several_buckets(monkeypatch, tmp_
         sums: dict[str, float] = {}
         from two_grpo.learner.step import accumulate
 
+        before = dynamo_utils.counters["stats"]["unique_graphs"]
         for _, micro in learner._micro_batches(batch):
             accumulate(sums, learner._backward(micro, batch.n_tokens, float(len(batch))))
         grads = [p.grad.clone() for p in model.parameters()]
         out[mode] = (sums, grads, learner.logprobs(batch))
+        compiled_graphs = dynamo_utils.counters["stats"]["unique_graphs"] - before
     assert len({(n + 7) // 8 for n in lengths}) == 3, lengths  # three buckets: 8, 16, 24
+    # rows, lengths and packed-sequence counts are dynamic from the first compile: one graph for the loss and one
+    # for the no-grad log-probs over all three buckets (not a static graph, then a dynamic one, then more)
+    assert compiled_graphs == 2, compiled_graphs
     # the full learner packs (its graph sees 24-token sequences), and short rows share them
     from two_grpo.learner.packing import pack
 
@@ -191,7 +196,9 @@ def test_full_compile_packed_equals_eager_over_several_buckets(monkeypatch, tmp_
     assert all(p.input_ids.shape[1] == 24 for _, p in layouts)
     assert sum(p.input_ids.shape[0] for _, p in layouts) < len(batch)
     m, p = layouts[-1]
-    assert torch.equal(p.input_ids, pack(m.input_ids, m.attention_mask, 24, multiple=24).input_ids)
+    ref = pack(m.input_ids, m.attention_mask, 24, multiple=24).input_ids
+    assert ref.shape[0] == 1 and p.input_ids.shape[0] == 2  # one sequence gets an unused padding one (no 1-size)
+    assert torch.equal(p.input_ids[:1], ref) and not p.input_ids[1].any()
     (s_ref, g_ref, lp_ref), (s_c, g_c, lp_c) = out["false"], out["full"]
     assert s_ref["loss/clip_frac_low_sum"] + s_ref["loss/clip_frac_high_sum"] > 0  # the clip branch is exercised
     assert s_c.keys() == s_ref.keys()
