@@ -86,9 +86,9 @@ def test_bad_deepspeed_settings_are_one_line_errors(compose):
 def test_deepspeed_cpu_backend_skips_the_unused_shared_memory_op_build():
     """DeepSpeed's CPU TorchBackend builds a shared-memory all-reduce op (a JIT C++ compile on a cold machine) for
     DeepSpeed inference only; the learner's import turns that build off (training reduces through gloo)."""
-    from two_grpo.learner.deepspeed_learner import _import_deepspeed
-
     import importlib
+
+    from two_grpo.learner.deepspeed_learner import _import_deepspeed
 
     _import_deepspeed()
     comm = importlib.import_module("deepspeed.comm.torch")  # the module TorchBackend.__init__ looks it up in
