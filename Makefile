@@ -30,7 +30,7 @@ smoke: install ## a few-second end-to-end run (experiment=smoke)
 	$(BIN)/two-grpo train experiment=smoke $(ARGS)
 
 test: install ## every CPU test: unit, config and integration tiers (a few minutes)
-	$(PYTEST) -q -m "not gpu" $(ARGS)
+	$(PYTEST) -q -m "not gpu" --durations=15 $(ARGS)
 
 test-unit: install ## the fast tier only (unit + config, seconds)
 	$(PYTEST) -q $(ARGS)

@@ -57,13 +57,21 @@ def test_bench_rollout_reports_ratios_to_hf(tmp_path):
         assert row["ratio_vs_hf"] == pytest.approx(row["tokens_per_s"] / rows["hf generate"]["tokens_per_s"])
 
 
-def test_bench_roofline_alone_is_self_consistent(tmp_path):
-    out = tmp_path / "bench"
+@pytest.fixture(scope="module")
+def roofline_and_sampler(tmp_path_factory):
+    """One bench.py run of two independent sections: the roofline alone (no `compare`: its own limit runs) and the
+    sampler section (one interpreter and model set-up for both tests)."""
+    out = tmp_path_factory.mktemp("bench") / "bench"
     p = run_script(
-        "bench.py", "--quick", "--no-trl", "--workloads", "tiny", "--sections", "roofline", "--out", str(out)
-    )
-    assert "### Roofline" in p.stdout
-    (r,) = json.loads((out / "results.json").read_text())["roofline"].values()
+        "bench.py", "--quick", "--no-trl", "--workloads", "tiny", "--sections", "roofline,sampler", "--out", str(out)
+    )  # fmt: skip
+    return p.stdout, json.loads((out / "results.json").read_text())
+
+
+def test_bench_roofline_alone_is_self_consistent(roofline_and_sampler):
+    stdout, res = roofline_and_sampler
+    assert "### Roofline" in stdout and "compare" not in res  # alone: the roofline's own limit runs
+    (r,) = res["roofline"].values()
     peak = r["peak_flops_per_s"]
     assert peak == max(x["median_flops_per_s"] for x in r["peak"]["cpu_fp32"]["shapes"]) > 1e8
     lim, hw = r["limit"], r["hardware"]
@@ -77,11 +85,10 @@ def test_bench_roofline_alone_is_self_consistent(tmp_path):
     assert f_learn > 6 * 786_432 and f_learn > f_sample > 2 * 786_432
 
 
-def test_bench_sampler_section_compares_generate_and_lean_on_the_same_tokens(tmp_path):
-    out = tmp_path / "bench"
-    p = run_script("bench.py", "--quick", "--no-trl", "--workloads", "tiny", "--sections", "sampler", "--out", str(out))
-    assert "### HF engine sampler" in p.stdout
-    (r,) = json.loads((out / "results.json").read_text())["sampler"].values()
+def test_bench_sampler_section_compares_generate_and_lean_on_the_same_tokens(roofline_and_sampler):
+    stdout, res = roofline_and_sampler
+    assert "### HF engine sampler" in stdout
+    (r,) = res["sampler"].values()
     gen, lean = r["generate"], r["fused"]
     # the same seeds give the same tokens (up to a rare float-rounding flip: lean runs finished rows out of the batch)
     assert (

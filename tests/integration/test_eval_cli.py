@@ -18,7 +18,7 @@ def run_cli(args, cwd):
     )
 
 
-def test_eval_a_model_on_a_local_benchmark_file_and_a_run(tmp_path, tiny_model_dir):
+def test_eval_a_model_on_a_local_benchmark_file_and_a_run(tmp_path, tiny_model_dir, capsys, monkeypatch):
     bench = tmp_path / "bench.jsonl"
     bench.write_text("".join(json.dumps({"question": f"{a}+{a}=", "gold": [str(2 * a)]}) + "\n" for a in range(6)))
     p = run_cli(
@@ -46,9 +46,13 @@ def test_eval_a_model_on_a_local_benchmark_file_and_a_run(tmp_path, tiny_model_d
     assert out["eval/local/pass@2"] >= out["eval/local/mean@2"]  # pass@k >= mean@k for binary rewards
     assert "pass@2" in p.stdout
 
-    missing = run_cli(["eval", str(tiny_model_dir), "eval=local_file"], tmp_path)
-    assert missing.returncode == 2 and "eval.benchmarks.local.path" in missing.stderr
-    assert len(missing.stderr.strip().splitlines()) == 1
+    from two_grpo.cli import main  # a config error: the entry point in-process (no interpreter start-up)
+
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["eval", str(tiny_model_dir), "eval=local_file"]) == 2
+    err = capsys.readouterr().err
+    assert "eval.benchmarks.local.path" in err and len(err.strip().splitlines()) == 1
 
     run_dir = tmp_path / "run"
     t = run_cli(

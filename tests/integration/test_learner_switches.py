@@ -24,14 +24,20 @@ def first_steps(run_dir: Path, extra: list[str]) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> list[dict]:
+    """The default learner's run, once for every switch (it does not depend on the case)."""
+    return first_steps(tmp_path_factory.mktemp("switches") / "ref", [])
+
+
 @pytest.mark.parametrize(
     "switches",
     [["learner.padding_free=true"], ["learner.padding_free=true", "learner.pack_tokens=64"],
      ["learner.adamw_impl=fused"]],
 )  # fmt: skip
-def test_switch_keeps_the_first_step(tmp_path, switches):
+def test_switch_keeps_the_first_step(tmp_path, reference, switches):
     """On builtin:tiny (the default model: it solves some prompts, so the first step has a gradient)."""
-    ref = first_steps(tmp_path / "ref", [])
+    ref = reference
     got = first_steps(tmp_path / "got", switches)
     assert got[0]["budget/tokens_generated_total"] == ref[0]["budget/tokens_generated_total"]  # same rollouts
     for key in ("loss/policy", "optim/grad_norm", "loss/entropy"):

@@ -45,15 +45,19 @@ def test_probe_predicts_the_first_rollout_batches(tmp_path):
     assert "check: the run's first 4 rollout batch(es)" in p.stdout
 
 
-def test_probe_bad_input_is_one_line(tmp_path):
-    p = cli("probe", "probe.promts=3", cwd=tmp_path)
+def test_probe_bad_input_is_one_line(tmp_path, capsys, monkeypatch):
+    p = cli("probe", "probe.promts=3", cwd=tmp_path)  # the real process: exit 2, exactly this one stderr line
     assert p.returncode == 2
     assert p.stderr.strip() == (
         "two-grpo: error: unknown probe option 'probe.promts'; use one of: prompts, samples, out, check_run, "
         "check_batches, time_rollouts"
     )
-    p = cli("probe", f"probe.check_run={tmp_path}", cwd=tmp_path)
-    assert p.returncode == 2 and "no metrics.jsonl there" in p.stderr
+    from two_grpo.cli import main  # the next input error through the entry point in-process (no start-up)
+
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["probe", f"probe.check_run={tmp_path}"]) == 2
+    assert "no metrics.jsonl there" in capsys.readouterr().err
 
 
 def test_resampling_counts_every_rollout_in_the_budget(tmp_path, tiny_model_dir):

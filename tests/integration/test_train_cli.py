@@ -80,7 +80,7 @@ def test_headline_commands_run_as_written(tmp_path, tiny_model_dir, args):
             "train",
             *args,
             f"model.path={tiny_model_dir}",
-            "budget.max_steps=3",
+            "budget.max_steps=2",  # two rollout batches (G=16: 512 rollouts each)
             "eval.prompts=8",
             f"hydra.run.dir={run_dir}",
         ],
@@ -89,7 +89,7 @@ def test_headline_commands_run_as_written(tmp_path, tiny_model_dir, args):
     assert p.returncode == 0, p.stderr[-3000:]
     rows = read_metrics(run_dir)
     group_size = int(args[0].split("=")[1])
-    assert rows[-1]["budget/rollouts_total"] == 3 * 32 * group_size
+    assert rows[-1]["budget/rollouts_total"] == 2 * 32 * group_size
 
 
 def test_math_task_from_jsonl_and_parquet(tmp_path, tiny_model_dir):
@@ -122,34 +122,15 @@ def test_math_task_from_jsonl_and_parquet(tmp_path, tiny_model_dir):
     assert "eval/math/mean@4 (end)" in summary
 
 
-@pytest.mark.parametrize(
-    "args,needle",
-    [
-        (["task=jsonl", "task.data.path=/nonexistent/x.jsonl"], "file not found"),
-        (["model.path=/nonexistent/model"], "no config.json there"),
-    ],
-)
-def test_bad_input_fails_before_training(tmp_path, args, needle):
+def test_bad_input_fails_before_training(tmp_path):
+    """The real process: exit 2 and one stderr line. Each message (this one, model.path's, a record missing its
+    answer field and the others) is checked in-process by tests/fault/test_bad_input.py (test_bad_config_and_paths,
+    test_bad_dataset), with no model loaded."""
+    args = ["task=jsonl", "task.data.path=/nonexistent/x.jsonl"]
     p = run_cli(["train", "experiment=smoke", *args, f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path)
     assert p.returncode == 2
-    assert needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert "file not found" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "metrics.jsonl").exists()
-
-
-def test_records_missing_a_field_name_the_record(tmp_path, tiny_model_dir):
-    (tmp_path / "d.jsonl").write_text('{"problem": "1+1", "answer": "2"}\n{"problem": "2+2"}\n')
-    p = run_cli(
-        [
-            "train",
-            "experiment=smoke",
-            "task=jsonl",
-            f"task.data.path={tmp_path / 'd.jsonl'}",
-            f"model.path={tiny_model_dir}",
-        ],
-        cwd=tmp_path,
-    )
-    assert p.returncode == 2
-    assert "record 2 has no field 'answer'" in p.stderr
 
 
 def test_wheel_ships_the_configs(tmp_path):

@@ -39,6 +39,18 @@ def run_cli(args, cwd, pythonpath=None, timeout=600):
     return subprocess.run([*CLI, *args], cwd=cwd, env=env(pythonpath), capture_output=True, text=True, timeout=timeout)
 
 
+def run_in_process(args, cwd, capsys, monkeypatch) -> tuple[int, str]:
+    """`two-grpo ARGS` through the CLI's entry point in this process (exit code, stderr): for runs that stop at a
+    config or input error, which need no fresh interpreter (a subprocess pays seconds of imports). The real
+    process's one-line error is checked by the subprocess cases of this file (the runtime and unknown-task ones)."""
+    from two_grpo.cli import main
+
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
 def fast(model_dir, steps=2):
     return [
         "experiment=smoke",
@@ -54,7 +66,9 @@ def rows(run_dir: Path, name="metrics.jsonl"):
     return [json.loads(x) for x in (run_dir / name).read_text().splitlines()]
 
 
-def test_trl_chat_prompts_use_the_chat_template_and_other_prompts_are_refused(tmp_path, tiny_model_dir):
+def test_trl_chat_prompts_use_the_chat_template_and_other_prompts_are_refused(
+    tmp_path, tiny_model_dir, capsys, monkeypatch
+):
     records = [
         {"prompt": [{"role": "system", "content": "Add."}, {"role": "user", "content": f"{i}+{i}="}], "solution": str(2 * i)}
         for i in range(8)
@@ -75,9 +89,10 @@ def test_trl_chat_prompts_use_the_chat_template_and_other_prompts_are_refused(tm
     (tmp_path / "bad.jsonl").write_text(
         json.dumps(records[0]) + "\n" + json.dumps({"prompt": 7, "solution": "1"}) + "\n"
     )
-    bad = run_cli([*issue_cmd[:2], "task.data.path=bad.jsonl", *issue_cmd[3:], *fast(tiny_model_dir)], tmp_path)
-    assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == [
+    bad_args = [*issue_cmd[:2], "task.data.path=bad.jsonl", *issue_cmd[3:], *fast(tiny_model_dir)]
+    code, err = run_in_process(bad_args, tmp_path, capsys, monkeypatch)
+    assert code == 2
+    assert err.strip().splitlines() == [
         "two-grpo: error: bad.jsonl:2: record 2: 'prompt' is a int, not a string or a list of "
         '{"role", "content"} messages; fix that record'
     ]
@@ -99,7 +114,7 @@ def test_eval_frac_holds_out_a_split_that_is_evaluated_and_not_trained(tmp_path,
     ]  # eval=heldout: 4 samples per prompt
 
 
-def test_reward_plugins_weighted_and_logged_per_function(tmp_path, tiny_model_dir):
+def test_reward_plugins_weighted_and_logged_per_function(tmp_path, tiny_model_dir, capsys, monkeypatch):
     rf = tmp_path / "my_rewards.py"
     rf.write_text(REWARDS)
     args = ["train", f"task.reward_fns=[{rf}:has_digit,task]", "task.reward_weights=[0.5,2.0]", *fast(tiny_model_dir)]
@@ -109,13 +124,17 @@ def test_reward_plugins_weighted_and_logged_per_function(tmp_path, tiny_model_di
     for r in rows(tmp_path / "run"):
         assert r["rollout/reward_mean"] == pytest.approx(0.5 * r["reward/has_digit_mean"] + 2.0 * r["reward/task_mean"])
         assert r["reward/has_digit_mean"] > 0  # the warm-started model answers with digits
-    missing = run_cli(["train", f"task.reward_fn={rf}:nope", *fast(tiny_model_dir)], tmp_path)
-    assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
+    code, err = run_in_process(
+        ["train", f"task.reward_fn={rf}:nope", *fast(tiny_model_dir)], tmp_path, capsys, monkeypatch
+    )
+    assert code == 2 and err.strip().splitlines() == [
         f"two-grpo: error: task.reward_fn='{rf}:nope': {rf} has no function 'nope' "
         "(functions there: always_zero, has_digit, text)"
     ]
-    nofile = run_cli(["train", "task.reward_fn=nowhere.py:f", *fast(tiny_model_dir)], tmp_path)
-    assert nofile.returncode == 2 and len(nofile.stderr.strip().splitlines()) == 1 and "no file" in nofile.stderr
+    code, err = run_in_process(
+        ["train", "task.reward_fn=nowhere.py:f", *fast(tiny_model_dir)], tmp_path, capsys, monkeypatch
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "no file" in err
     text = run_cli(["train", f"task.reward_fn={rf}:text", *fast(tiny_model_dir)], tmp_path)
     assert text.returncode == 2, text.stderr[-2000:]
     assert text.stderr.strip().splitlines()[-1] == (

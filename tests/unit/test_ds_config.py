@@ -80,3 +80,17 @@ def test_bad_deepspeed_settings_are_one_line_errors(compose):
         compose(["learner.backend=deepspeed"])
     with pytest.raises(ConfigError, match="learner.offload_params=true needs learner=zero3"):
         compose(["learner=zero2", "learner.offload_params=true"])
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the CPU communication backend only")
+def test_deepspeed_cpu_backend_skips_the_unused_shared_memory_op_build():
+    """DeepSpeed's CPU TorchBackend builds a shared-memory all-reduce op (a JIT C++ compile on a cold machine) for
+    DeepSpeed inference only; the learner's import turns that build off (training reduces through gloo)."""
+    import importlib
+
+    from two_grpo.learner.deepspeed_learner import _import_deepspeed
+
+    _import_deepspeed()
+    comm = importlib.import_module("deepspeed.comm.torch")  # the module TorchBackend.__init__ looks it up in
+    assert comm.build_shm_op() is None  # before: the compiled op module (built into ~/.cache first)
+    assert "build_shm_op()" in __import__("inspect").getsource(comm.TorchBackend.__init__)

@@ -247,3 +247,23 @@ def test_omp_num_threads_sets_torchs_intra_op_threads_in_a_member_process():
         [sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env, capture_output=True, text=True
     )
     assert out.stdout.strip() == "1"
+
+
+def test_a_configurations_seeds_share_one_composition(monkeypatch):
+    """check_and_project composes each configuration once, not once per seed (the study's dry run composed 64
+    members twice), and every seed still gets the projection its own composition would give."""
+    import two_grpo.config.compose as compose_mod
+
+    preset = load_preset(conf_dir(), "smoke", [])
+    members = plan_members(preset, [], [0, 1])
+    calls = []
+    real = compose_mod.compose
+    monkeypatch.setattr(compose_mod, "compose", lambda overrides: calls.append(overrides) or real(overrides))
+    proj = check_and_project(members, preset.assume_train_prompts)
+    names = {m.name for m in members}
+    assert len(members) == 2 * len(names) and len(calls) == len(names)
+    assert set(proj) == {m.run_id for m in members}
+    for m in members:  # each seed alone (its own composition) projects the same as the shared one
+        assert check_and_project([m], preset.assume_train_prompts)[m.run_id] == proj[m.run_id], m.run_id
+    s0, s1 = [m.run_id for m in members if m.name == members[0].name]
+    assert proj[s0] == proj[s1] and proj[s0] is not proj[s1]  # copies: editing one leaves the other

@@ -43,6 +43,14 @@ def _import_deepspeed():
     import deepspeed
     from deepspeed.utils import logger as ds_logger
 
+    if not torch.cuda.is_available():
+        # DeepSpeed's CPU communication backend JIT-compiles a shared-memory all-reduce (C++, ~25 s on 2 cores, on
+        # a machine's first run) that only `inference_all_reduce` (DeepSpeed inference) uses; training reduces
+        # through torch.distributed (gloo), so two-grpo never calls it: skip the build.
+        import importlib  # (`import deepspeed.comm.torch as m` gives torch itself: deepspeed.comm imports torch)
+
+        importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+
     ds_logger.setLevel(logging.WARNING)
     return deepspeed
 

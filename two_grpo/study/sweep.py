@@ -98,13 +98,21 @@ def visible_gpus() -> int:
 
 def check_and_project(members: list[Member], assume_train_prompts: int) -> dict[str, dict[str, Any]]:
     """Compose and validate every member's config (a bad one fails the sweep before anything runs) and
-    project its budget. Raises ConfigError naming the member."""
+    project its budget. Raises ConfigError naming the member. Members that differ only in `seed=` (one
+    configuration's seeds: an int the config does not validate or project on) share one composition."""
+    import copy
+
     from two_grpo.config.compose import compose, format_config_error, is_config_exception, to_train_config
-    from two_grpo.study.sweep_plan import count_train_prompts
+    from two_grpo.study.sweep_plan import count_train_prompts, override_key
 
     out: dict[str, dict[str, Any]] = {}
     counted: dict[str, tuple[int, str]] = {}
+    by_config: dict[tuple[str, ...], dict[str, Any]] = {}
     for m in members:
+        config = tuple(o for o in m.overrides if override_key(o) != "seed")
+        if config in by_config:
+            out[m.run_id] = copy.deepcopy(by_config[config])
+            continue
         try:
             typed = to_train_config(compose([*m.overrides, f"run_id={m.run_id}"]))
         except ConfigError as exc:
@@ -120,6 +128,7 @@ def check_and_project(members: list[Member], assume_train_prompts: int) -> dict[
         proj = project(typed, n)
         proj.update(train_prompts=n, train_prompts_source=how, group_size=typed.group_size, algo=asdict(typed.algo))
         out[m.run_id] = proj
+        by_config[config] = copy.deepcopy(proj)
     return out
 
 
