@@ -109,6 +109,27 @@ def test_bad_config_and_paths(tmp_path, capsys, no_model_load, argv, needle):
     assert needle in err
 
 
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["task=jsonl", "task.data.path=/nonexistent/x.jsonl"], "task.data.path='/nonexistent/x.jsonl': file not found"),
+        (["eval=local_file", "eval.benchmarks.local.path=/nonexistent/b.parquet"],
+         "eval.benchmarks.local.path='/nonexistent/b.parquet': file not found"),
+    ],
+)  # fmt: skip
+def test_a_missing_data_file_fails_before_the_model_is_resolved(tmp_path, capsys, monkeypatch, argv, needle):
+    """builtin:tiny (the default model) is built on a machine's first run (~4 min): a missing data file must not
+    wait for that."""
+
+    def refuse(*a, **k):
+        raise AssertionError("the model was resolved before the data files were checked")
+
+    monkeypatch.setattr("two_grpo.run.trainer.resolve_model_path", refuse)
+    code, err = run_main(capsys, ["experiment=smoke", *argv, f"hydra.run.dir={tmp_path / 'r'}"])
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert needle in err
+
+
 def test_pickle_only_model_is_refused_without_opt_in(tmp_path, capsys, no_model_load):
     model = tmp_path / "m"
     model.mkdir()

@@ -51,7 +51,7 @@ from two_grpo.run.resume import prepare_resume, restore, resume_command
 from two_grpo.run.state import Budget, Loop, sampling_seed, seed_everything
 from two_grpo.run.tracking import Tracker
 from two_grpo.study.evaluate import OUTCOMES_FILE, Evaluator, load_benchmarks
-from two_grpo.tasks import make_task
+from two_grpo.tasks import check_data_files, make_task
 from two_grpo.tasks.rewards import RewardScorer, plugin_parts
 
 
@@ -62,6 +62,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.learner.threads > 0:
         torch.set_num_threads(cfg.learner.threads)
     seed_everything(cfg.seed)
+    check_data_files(cfg.task, cfg.eval.benchmarks)  # a missing data file fails now, not after a model build
     model_path = resolve_model_path(cfg.model, task=cfg.task)  # checks the folder; builds builtin:tiny if needed
     memory_lines = plan_lines(cfg, model_path)  # refuses (ConfigError) a plan over the GPU, before any load
     hf_config = read_model_config(model_path, cfg.model.trust_remote_code)  # config.json only: no weights yet

@@ -116,9 +116,10 @@ def run_eval_only(cfg) -> dict[str, float]:
     from two_grpo.models.loading import load_model, load_tokenizer, resolve_model_path
     from two_grpo.rollout import make_engine
     from two_grpo.study.evaluate import Evaluator, evaluate_suite, load_benchmarks
-    from two_grpo.tasks import make_task
+    from two_grpo.tasks import check_data_files, make_task
     from two_grpo.tasks.rewards import RewardScorer, plugin_parts
 
+    check_data_files(cfg.task, cfg.eval.benchmarks)  # before a model build
     model_path = resolve_model_path(cfg.model, task=cfg.task)
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     task = make_task(cfg.task, tokenizer)

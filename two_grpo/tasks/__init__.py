@@ -36,3 +36,14 @@ def make_task(cfg: TaskConfig, tokenizer: Any) -> Task:
     from two_grpo.tasks.math_task import MathTask
 
     return MathTask(cfg.data, tokenizer)
+
+
+def check_data_files(task: TaskConfig, benchmarks: dict[str, Any]) -> None:
+    """ConfigError for a local data file that does not exist: the built-in math task's `task.data.path` and each
+    `eval.benchmarks.<name>.path`. Cheap, so a run checks it before it resolves (maybe builds) the model."""
+    from two_grpo.tasks.math_task import check_local_file
+
+    if task.name == "math" and not task.module:
+        check_local_file(task.data.path)
+    for name, bench in benchmarks.items():
+        check_local_file(bench.path, f"eval.benchmarks.{name}.path")

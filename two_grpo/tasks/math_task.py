@@ -46,6 +46,15 @@ def math_verify_score(gold: str, completion: str) -> float:
     return 1.0 if pred and verify(gold_parsed, pred) else 0.0
 
 
+LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def check_local_file(path: str, key: str = "task.data.path") -> None:
+    """ConfigError naming `key` when `path` names a local data file (.jsonl/.json/.parquet) that does not exist."""
+    if path.endswith(LOCAL_SUFFIXES) and not os.path.isfile(path):
+        raise ConfigError(f"{key}={path!r}: file not found; give an existing .jsonl/.parquet file or a HF dataset name")
+
+
 def load_records(path: str, split: str) -> list[dict[str, Any]]:
     """Rows of a .jsonl / .parquet file, or of a HF dataset `path` (needs the `datasets` package)."""
     return load_records_with_lines(path, split)[0]
@@ -54,10 +63,7 @@ def load_records(path: str, split: str) -> list[dict[str, Any]]:
 def load_records_with_lines(path: str, split: str) -> tuple[list[Any], list[int] | None]:
     """(rows, each row's line number in a JSONL file, or None for other sources)."""
     if path.endswith(".jsonl") or path.endswith(".json"):
-        if not os.path.isfile(path):
-            raise ConfigError(
-                f"task.data.path={path!r}: file not found; give an existing .jsonl/.parquet file or a HF dataset name"
-            )
+        check_local_file(path)
         rows, lines = [], []
         try:
             with open(path, encoding="utf-8") as f:
@@ -74,10 +80,7 @@ def load_records_with_lines(path: str, split: str) -> tuple[list[Any], list[int]
             raise ConfigError(f"task.data.path={path!r}: unreadable ({type(exc).__name__}); check the file") from None
         return rows, lines
     if path.endswith(".parquet"):
-        if not os.path.isfile(path):
-            raise ConfigError(
-                f"task.data.path={path!r}: file not found; give an existing .jsonl/.parquet file or a HF dataset name"
-            )
+        check_local_file(path)
         import pyarrow.parquet as pq
 
         try:
