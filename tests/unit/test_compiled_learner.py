@@ -43,6 +43,7 @@ def test_adamw_kernels_match_the_for_loop_update(impl):
 def test_adamw_impl_is_the_requested_kernel():
     p = [torch.nn.Parameter(torch.zeros(2))]
     assert compiled.adamw(p, 1e-3, LearnerConfig(adamw_impl="fused")).defaults["fused"] is True
+    assert compiled.adamw(p, 1e-3, LearnerConfig()).defaults["fused"] is True  # default on CPU: fused, as HF Trainer
     assert compiled.adamw(p, 1e-3, LearnerConfig(adamw_impl="foreach")).defaults["foreach"] is True
     assert compiled.adamw(p, 1e-3, LearnerConfig(adamw_impl="for_loop")).defaults["foreach"] is False
 
@@ -121,7 +122,7 @@ def test_compile_values_map_and_old_configs_stay_valid(compose):
     with pytest.raises(ConfigError, match="set learner.pack_tokens > 0"):  # full packs to a fixed width
         compose(["learner.compile=full", "learner.padding_free=true"])
     compose(["learner.compile=full", "learner.padding_free=true", "learner.pack_tokens=64"])
-    # full mode: the loss compiles (lazily, nothing yet), the layers do not; AdamW default -> the fused kernel
+    # full mode: the loss compiles (lazily, nothing yet), the layers do not; AdamW default: the fused kernel
     full = TorchLearner(qwen2(), LearnerConfig(compile="full"), 1e-3, AlgoConfig(), 1.0)
     assert full.full is not None and full.optimizer.defaults["fused"] is True
     assert all(layer._compiled_call_impl is None for layer in full.model.get_decoder().layers)

@@ -167,7 +167,7 @@ class LearnerConfig:
     )
     compile: str = "false"  # false | layers (each decoder layer; true = layers) | full (micro-batch loss as one graph)
     compile_pad_multiple: int = 8  # compile: pad a micro-batch's length up to a multiple of this (fewer shapes)
-    adamw_impl: str = "default"  # default (torch picks: for-loop on CPU, foreach on CUDA) | for_loop | foreach | fused
+    adamw_impl: str = "default"  # default (fused on CPU and CUDA, as HF Trainer) | for_loop | foreach | fused
 
 
 @dataclass

@@ -52,8 +52,7 @@ class TorchLearner:
         from two_grpo.learner.compiled import CompiledLayers, CompiledLoss, adamw
 
         mode = compile_mode(cfg.compile)
-        # compile=full with adamw_impl=default takes the fused kernel (measured faster on the tiny model)
-        self.optimizer = adamw(self.params, lr, cfg, "fused" if mode == "full" and cfg.adamw_impl == "default" else "")
+        self.optimizer = adamw(self.params, lr, cfg)  # default: the fused kernel on CPU and CUDA
         # learner/step.py forward options: padding-free packing, lengths padded for compiled layers
         self.forward_kwargs = {
             "pack_tokens": cfg.pack_tokens if cfg.padding_free else None,
