@@ -177,6 +177,7 @@ def summarize_limit(lim: list[dict[str, Any]]) -> dict[str, Any]:
         "sum_s": gen + learn,
         "gen_tokens_per_step": median([statistics.mean(r["gen_tokens"]) for r in lim]),
         "learner_flops_per_step": median([statistics.mean(r["learner_flops"]) for r in lim]),
+        "learner_flops_shared_per_step": median([statistics.mean(r["learner_flops_shared"]) for r in lim]),
         "sampler_flops_per_step": median([statistics.mean(r["sampler_flops"]) for r in lim]),
     }
 
@@ -209,9 +210,12 @@ def roofline(row: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
     lim = row["limit"]
     peak_fps = peak["cpu_fp32"]["peak_flops_per_s"]
     f_learn = lim["learner_flops_per_step"] / lim["gen_tokens_per_step"]
+    # ours and compiled run learner.shared_prefix (the torch learner's default): each group's prompt once
+    f_shared = lim["learner_flops_shared_per_step"] / lim["gen_tokens_per_step"]
     f_sample = lim["sampler_flops_per_step"] / lim["gen_tokens_per_step"]
     out: dict[str, Any] = {"peak": peak, "peak_flops_per_s": peak_fps, "learner_flops_per_gen_token": f_learn,
-                           "sampler_flops_per_gen_token": f_sample}  # fmt: skip
+                           "sampler_flops_per_gen_token": f_sample,
+                           "learner_flops_shared_per_gen_token": f_shared}  # fmt: skip
     times = {"limit": (lim["gen_s"], lim["learn_s"], lim["sum_s"], lim["gen_tokens_per_step"])}
     for kind, learner_key in (("ours", "learner"), ("compiled", "learner"), ("trl", "learner+rest")):
         if kind in row:
@@ -225,6 +229,7 @@ def roofline(row: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
         out[kind] = {
             "sampler_util": f_sample * tok / gen_s / peak_fps,
             "learner_util": f_learn * tok / learn_s / peak_fps,
+            "learner_util_executed": (f_shared if kind in ("ours", "compiled") else f_learn) * tok / learn_s / peak_fps,
             "step_util": (f_sample + f_learn) * tok / step_s / peak_fps,
             "step_over_hardware": (step_s / tok) / (hw["step_s"] / gen_tok),  # per generated token
         }
@@ -281,12 +286,22 @@ OPTS = {
         base=dict(model="builtin:tiny", P=32, M=16, G=4, T=12, micro=256, warmup=2, steps=4),
         flag="learner.skip_onpolicy_logprob",
     ),
-    # issue 17, off by default until measured on a quiet machine (the README's Performance section)
+    # issue 17 (the README's Performance section). padding_free alone (rows end to end, no prompt sharing):
     "learner.padding_free": dict(
-        base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=16), flag="learner.padding_free"
+        base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=16, extra=["learner.shared_prefix=false"]),
+        flag="learner.padding_free",
     ),
-    "learner.adamw_impl=fused": dict(
-        base=dict(model="@h256l4", P=4, G=8, T=32, micro=256), flag="learner.adamw_impl", values=("default", "fused")
+    "learner.shared_prefix": dict(  # over packed rows (padding_free, pack_tokens 128: the defaults)
+        base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=256), flag="learner.shared_prefix"
+    ),
+    "learner.shared_prefix (3.2M)": dict(
+        base=dict(model="@h256l4", P=4, G=8, T=32, micro=256), flag="learner.shared_prefix"
+    ),
+    "padded -> the default layout": dict(  # padding_free + shared_prefix (the torch learner's default) vs padded
+        base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=256), flag="learner.padding_free"
+    ),
+    "learner.adamw_impl=default (fused)": dict(
+        base=dict(model="@h256l4", P=4, G=8, T=32, micro=256), flag="learner.adamw_impl", values=("for_loop", "default")
     ),
     "learner.compile": dict(  # 4 warm-up steps: the compile and the one dynamic-shape recompile are not timed
         base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=256, warmup=4), flag="learner.compile"
@@ -300,8 +315,9 @@ def section_opt(args, log: Path) -> dict[str, Any]:
         if args.opts and not any(name.startswith(k) for k in args.opts.split(",")):
             continue
         off, on = spec.get("values", ("false", "true"))
-        before = workload(spec["base"], args, extra=[f"{spec['flag']}={off}"])
-        after = workload(spec["base"], args, extra=[f"{spec['flag']}={on}"])
+        extra = list(spec["base"].get("extra", []))
+        before = workload(spec["base"], args, extra=extra + [f"{spec['flag']}={off}"])
+        after = workload(spec["base"], args, extra=extra + [f"{spec['flag']}={on}"])
         reps: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
         for rep in range(other_repeats(args)):
             pair = [("before", before), ("after", after)]
@@ -486,10 +502,14 @@ def markdown(res: dict[str, Any]) -> str:
             "",
             "Peak = the highest median fp32 matmul throughput at the workload's own shapes (its linear layers at the "
             "learner's and the sampler's rows, and 1024³); model FLOPs from `two_grpo/study/flops.py` (learner ≈ 6·params·"
-            "tokens, sampler ≈ 2·params·generated tokens, plus attention). Hardware = the step at that peak.",
+            "tokens, sampler ≈ 2·params·generated tokens, plus attention). Hardware = the step at that peak. "
+            "`learner util` counts the update's model FLOPs with every row's own prompt (as TRL runs it); "
+            "`executed` counts what the learner ran: ours and compiled share each group's prompt "
+            "(`learner.shared_prefix`), so they do the same update with fewer FLOPs.",
             "",
-            "| workload | peak GFLOP/s | system | learner util | sampler util | step util | step / hardware |",
-            "|---|---|---|---|---|---|---|",
+            "| workload | peak GFLOP/s | system | learner util | learner util (executed) | sampler util | step util "
+            "| step / hardware |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for name, r in res["roofline"].items():
             hw = r["hardware"]
@@ -498,11 +518,12 @@ def markdown(res: dict[str, Any]) -> str:
                     x = r[kind]
                     lines.append(
                         f"| {name} | {r['peak_flops_per_s'] / 1e9:.1f} | {kind} | {100 * x['learner_util']:.1f}% | "
+                        f"{100 * x['learner_util_executed']:.1f}% | "
                         f"{100 * x['sampler_util']:.1f}% | {100 * x['step_util']:.1f}% | "
                         f"{x['step_over_hardware']:.2f}x |"
                     )
             lines.append(
-                f"| {name} | | hardware (gen {fmt(hw['gen_s'])} + learn {fmt(hw['learn_s'])} s) | 100% | 100% | 100% "
+                f"| {name} | | hardware (gen {fmt(hw['gen_s'])} + learn {fmt(hw['learn_s'])} s) | 100% | | 100% | 100% "
                 "| 1.00x |"
             )
         lines += ["", "| workload | matmul m×k×n | median GFLOP/s | max GFLOP/s |", "|---|---|---|---|"]

@@ -249,7 +249,7 @@ def run_limit(w: dict[str, Any]) -> dict[str, Any]:
     engine = make_engine(cfg, model, tok, path)
     opt = torch.optim.AdamW(model.parameters(), lr=w["lr"])
     sampler = PromptSampler(len(train_set), cfg.prompts_per_rollout, cfg.seed)
-    gen_s, learn_s, tokens, sample_flops, learn_flops = [], [], [], [], []
+    gen_s, learn_s, tokens, sample_flops, learn_flops, shared_flops = [], [], [], [], [], []
     shape = flops_shape(path)
     for step in range(w["warmup"] + w["steps"]):
         prompts = [train_set[i] for i in sampler.next_batch()]
@@ -279,6 +279,7 @@ def run_limit(w: dict[str, Any]) -> dict[str, Any]:
         f_sample, f_learn = rollout_flops(shape, [(len(r.prompt_token_ids), len(r.token_ids)) for r in rollouts])
         sample_flops.append(f_sample)
         learn_flops.append(f_learn)
+        shared_flops.append(shared_prefix_flops(shape, rollouts))
     k = w["warmup"]
     return {
         "gen_s": gen_s[k:],
@@ -286,6 +287,7 @@ def run_limit(w: dict[str, Any]) -> dict[str, Any]:
         "gen_tokens": tokens[k:],
         "sampler_flops": sample_flops[k:],
         "learner_flops": learn_flops[k:],
+        "learner_flops_shared": shared_flops[k:],
     }
 
 
@@ -301,6 +303,16 @@ def rollout_flops(shape, pairs):
     from two_grpo.study.flops import rollout_flops as count
 
     return count(shape, pairs)
+
+
+def shared_prefix_flops(shape, rollouts) -> int:
+    """Learner FLOPs of `rollouts` with learner.shared_prefix: each group's prompt once."""
+    from two_grpo.study.flops import shared_prefix_learner_flops
+
+    groups: dict[int, tuple[int, list[int]]] = {}
+    for r in rollouts:
+        groups.setdefault(r.group_id, (len(r.prompt_token_ids), []))[1].append(len(r.token_ids))
+    return shared_prefix_learner_flops(shape, groups.values())
 
 
 # ----------------------------------------------------------------------------------------------- the peak

@@ -1,5 +1,6 @@
-"""learner.padding_free and learner.adamw_impl=fused through the real training loop: the first optimizer step (same
-weights, same rollouts) gives the default run's loss and grad norm. Run: pytest -m slow
+"""The torch learner's layouts and AdamW kernels through the real training loop: the first optimizer step (same
+weights, same rollouts) gives the padded learner's loss and grad norm, for the default (rows packed around shared
+prompts), packing alone, another packing width and the for-loop AdamW. Run: pytest -m slow
 tests/integration/test_learner_switches.py"""
 
 import contextlib
@@ -26,14 +27,14 @@ def first_steps(run_dir: Path, extra: list[str]) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> list[dict]:
-    """The default learner's run, once for every switch (it does not depend on the case)."""
-    return first_steps(tmp_path_factory.mktemp("switches") / "ref", [])
+    """The padded learner's run, once for every switch (it does not depend on the case)."""
+    return first_steps(tmp_path_factory.mktemp("switches") / "ref", ["learner.padding_free=false"])
 
 
 @pytest.mark.parametrize(
     "switches",
-    [["learner.padding_free=true"], ["learner.padding_free=true", "learner.pack_tokens=64"],
-     ["learner.adamw_impl=fused"]],
+    [[], ["learner.shared_prefix=false"], ["learner.pack_tokens=64"],
+     ["learner.padding_free=false", "learner.adamw_impl=for_loop"]],
 )  # fmt: skip
 def test_switch_keeps_the_first_step(tmp_path, reference, switches):
     """On builtin:tiny (the default model: it solves some prompts, so the first step has a gradient)."""

@@ -120,7 +120,7 @@ def test_compile_values_map_and_old_configs_stay_valid(compose):
     with pytest.raises(ConfigError, match="learner.compile='fast' is not allowed"):
         compose(["learner.compile=fast"])
     with pytest.raises(ConfigError, match="set learner.pack_tokens > 0"):  # full packs to a fixed width
-        compose(["learner.compile=full", "learner.padding_free=true"])
+        compose(["learner.compile=full", "learner.padding_free=true", "learner.pack_tokens=0"])
     compose(["learner.compile=full", "learner.padding_free=true", "learner.pack_tokens=64"])
     # full mode: the loss compiles (lazily, nothing yet), the layers do not; AdamW default: the fused kernel
     full = TorchLearner(qwen2(), LearnerConfig(compile="full"), 1e-3, AlgoConfig(), 1.0)

@@ -78,3 +78,14 @@ def test_matmul_peak_reports_each_shape():
     assert res["peak_flops_per_s"] == max(r["median_flops_per_s"] for r in res["shapes"])
     shapes = flops.model_matmul_shapes(flops.Shape.of(tiny_config()), 100)
     assert (100, 8, 10) in shapes and (100, 16, 8) in shapes and shapes[-1] == (1024, 1024, 1024)
+
+
+def test_shared_prefix_learner_flops_hand_counted():
+    s = flops.Shape.of(tiny_config())
+    # one group: prompt 3, responses 2 and 1. body over 3 + 2 + 1 = 6 tokens: 2·1152·6 = 13824; attention
+    # 4·2·8·(3·3 + (2·2 + 2·3·2) + (1·1 + 2·3·1)) = 64·32 = 2048; head on 3 scored: 2·80·3 = 480
+    assert flops.shared_prefix_learner_flops(s, [(3, [2, 1])]) == 3 * (13824 + 2048 + 480)
+    # a group of one row is that row: the same count as learner_flops
+    assert flops.shared_prefix_learner_flops(s, [(3, [2]), (1, [4])]) == flops.learner_flops(s, [5, 5], 6)
+    # sharing saves: two rows of prompt 3 + response 2 as rows vs as one group
+    assert flops.shared_prefix_learner_flops(s, [(3, [2, 2])]) < flops.learner_flops(s, [5, 5], 4)

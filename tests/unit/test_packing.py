@@ -3,12 +3,14 @@ log-probs, loss and gradients (fp32 tolerance), whatever the row order and packi
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from batches import random_batch
 
 from two_grpo.config.schema import AlgoConfig, LearnerConfig
-from two_grpo.learner.packing import pack
+from two_grpo.learner.packing import Layout, pack
 from two_grpo.learner.step import forward_logprobs, micro_batch_loss
 from two_grpo.learner.torch_learner import TorchLearner
 
@@ -54,12 +56,12 @@ def test_pack_refuses_left_padding():
 def test_packed_logprobs_equal_padded(attn, chunk, pack_tokens):
     model, batch = qwen2(attn), ragged()
     ref, _ = forward_logprobs(model, batch, 1.0, chunk_tokens=chunk)
-    got, _ = forward_logprobs(model, batch, 1.0, chunk_tokens=chunk, pack_tokens=pack_tokens)
+    got, _ = forward_logprobs(model, batch, 1.0, chunk_tokens=chunk, layout=Layout(pack_tokens))
     m = batch.loss_mask
     assert (ref * m).abs().sum() > 0
     assert torch.allclose(got * m, ref * m, atol=1e-5), (got * m - ref * m).abs().max()
     perm = torch.randperm(len(batch), generator=torch.Generator().manual_seed(1))
-    shuffled, _ = forward_logprobs(model, batch.select(perm), 1.0, chunk_tokens=chunk, pack_tokens=pack_tokens)
+    shuffled, _ = forward_logprobs(model, batch.select(perm), 1.0, chunk_tokens=chunk, layout=Layout(pack_tokens))
     assert torch.allclose(shuffled * m[perm], ref[perm] * m[perm], atol=1e-5)  # invariant to the row order
 
 
@@ -74,7 +76,7 @@ def test_a_prebuilt_fixed_width_layout_equals_padded(chunk):
     layout = pack(batch.input_ids, batch.attention_mask, width, multiple=width)
     assert layout.input_ids.shape[1] == width and layout.input_ids.shape[0] < len(batch)  # rows share sequences
     ref, _ = forward_logprobs(model, batch, 1.0, chunk_tokens=chunk)
-    got, _ = forward_logprobs(model, batch, 1.0, chunk_tokens=chunk, pack_tokens=layout)
+    got, _ = forward_logprobs(model, batch, 1.0, chunk_tokens=chunk, layout=layout)
     m = batch.loss_mask
     assert torch.allclose(got * m, ref * m, atol=1e-5), (got * m - ref * m).abs().max()
 
@@ -85,7 +87,7 @@ def test_lengths_padded_to_a_multiple_change_nothing(chunk, pack_tokens):
     """learner.compile pads the model's input length up to compile_pad_multiple: same log-probs."""
     model, batch = qwen2(), ragged()
     ref, _ = forward_logprobs(model, batch, 1.0, chunk_tokens=chunk)
-    got, _ = forward_logprobs(model, batch, 1.0, chunk_tokens=chunk, pack_tokens=pack_tokens, pad_multiple=32)
+    got, _ = forward_logprobs(model, batch, 1.0, chunk_tokens=chunk, layout=Layout(pack_tokens, pad_multiple=32))
     assert got.shape == ref.shape
     assert torch.allclose(got * batch.loss_mask, ref * batch.loss_mask, atol=1e-5)
 
@@ -106,40 +108,54 @@ def test_packing_actually_isolates_rows():
     assert not torch.allclose(leaked, ref[rows, cols], atol=1e-3)
 
 
-@pytest.mark.parametrize("agg", ["token_mean", "seq_mean_token_mean"])
-def test_packed_loss_and_gradient_equal_padded(agg):
-    batch = ragged()
+def assert_loss_and_gradient_equal_padded(batch, agg: str, layouts: list) -> None:
+    """micro_batch_loss of `batch` under each layout against the padded rows: the same loss and gradients
+    (clipping and the entropy bonus exercised)."""
     algo = AlgoConfig(loss_agg=agg, entropy_coef=0.01)
     n_tok, n_seq = batch.n_tokens, float(len(batch))
     out = []
-    for pack_tokens in (None, 0, 20):
+    for layout in [None, *layouts]:
         model = qwen2()
         old = forward_logprobs(model, batch, 1.0)[0].detach() + 0.05 * batch.loss_mask  # ratios != 1: clipping
-        loss, metrics = micro_batch_loss(model, batch.with_logprobs(old_logp=old), algo, 1.0, n_tok, n_seq,
-                                         pack_tokens=pack_tokens)  # fmt: skip
+        loss, _ = micro_batch_loss(model, batch.with_logprobs(old_logp=old), algo, 1.0, n_tok, n_seq, layout=layout)
         loss.backward()
         out.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
     (l_ref, g_ref), *rest = out
+    assert any(g.abs().sum() > 0 for g in g_ref.values())
     for loss, grads in rest:
         assert loss == pytest.approx(l_ref, abs=1e-6)
         for name in g_ref:
             assert torch.allclose(grads[name], g_ref[name], atol=1e-6, rtol=1e-4), name
-    assert any(g.abs().sum() > 0 for g in g_ref.values())
+
+
+@pytest.mark.parametrize("agg", ["token_mean", "seq_mean_token_mean"])
+def test_packed_loss_and_gradient_equal_padded(agg):
+    assert_loss_and_gradient_equal_padded(ragged(), agg, [Layout(0), Layout(20)])
+
+
+def learner_step(batch, cfg: LearnerConfig) -> tuple:
+    """(old log-probs, metrics, gradients) of one TorchLearner mini-batch step on qwen2() (the update not applied),
+    the old log-probs shifted so the ratios are not 1."""
+    model = qwen2()
+    learner = TorchLearner(model, cfg, 1e-3, AlgoConfig(), temperature=1.0)
+    learner.optimizer.step = lambda *a, **k: None
+    old = learner.logprobs(batch)
+    metrics = learner.train_minibatch(batch.with_logprobs(old_logp=old + 0.05 * batch.loss_mask))
+    return old, metrics, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def assert_same_step(batch, ref: tuple, got: tuple) -> None:
+    """Two learner_step results: the same old log-probs, policy loss and gradients to fp32 tolerance."""
+    (o_ref, m_ref, g_ref), (o, m, g) = ref, got
+    assert torch.allclose(o * batch.loss_mask, o_ref * batch.loss_mask, atol=1e-5)
+    assert m["loss/policy"] == pytest.approx(m_ref["loss/policy"], abs=1e-6)
+    assert any(x.abs().sum() > 0 for x in g_ref.values())
+    for name in g_ref:
+        assert torch.allclose(g[name], g_ref[name], atol=1e-6, rtol=1e-4), name
 
 
 def test_torch_learner_padding_free_step_equals_padded():
     batch = ragged(16)
-    grads = []
-    for free in (False, True):
-        model = qwen2()
-        cfg = LearnerConfig(micro_rollouts=6, grad_clip=0.0, warmup_steps=0, padding_free=free, pack_tokens=40)
-        learner = TorchLearner(model, cfg, 1e-3, AlgoConfig(), temperature=1.0)
-        learner.optimizer.step = lambda *a, **k: None
-        old = learner.logprobs(batch)
-        metrics = learner.train_minibatch(batch.with_logprobs(old_logp=old + 0.05 * batch.loss_mask))
-        grads.append((old, metrics, {n: p.grad.clone() for n, p in model.named_parameters()}))
-    (o_ref, m_ref, g_ref), (o, m, g) = grads
-    assert torch.allclose(o * batch.loss_mask, o_ref * batch.loss_mask, atol=1e-5)
-    assert m["loss/policy"] == pytest.approx(m_ref["loss/policy"], abs=1e-6)
-    for name in g_ref:
-        assert torch.allclose(g[name], g_ref[name], atol=1e-6, rtol=1e-4), name
+    cfg = LearnerConfig(micro_rollouts=6, grad_clip=0.0, warmup_steps=0, pack_tokens=40)
+    ref = learner_step(batch, cfg)
+    assert_same_step(batch, ref, learner_step(batch, replace(cfg, padding_free=True)))

@@ -165,6 +165,7 @@ class LearnerConfig:
     pack_tokens: int = (
         0  # padding_free: at most this many tokens per packed sequence (compile=full: the width); 0 = all rows in one
     )
+    shared_prefix: bool = False  # with padding_free: a group's rows share one copy of their prompt; same gradient
     compile: str = "false"  # false | layers (each decoder layer; true = layers) | full (micro-batch loss as one graph)
     compile_pad_multiple: int = 8  # compile: pad a micro-batch's length up to a multiple of this (fewer shapes)
     adamw_impl: str = "default"  # default (fused on CPU and CUDA, as HF Trainer) | for_loop | foreach | fused

@@ -105,7 +105,8 @@ class CompiledLoss:
     (chunk_tokens=-1: no data-dependent gather of the response positions) and a unit normaliser; the mini-batch
     normaliser is applied outside (the loss is linear in it), so a new token count does not recompile.
     `algo.loss=pairwise` (a data-dependent branch) runs eagerly. `pack_tokens` > 0: padding-free, rows packed into
-    sequences of that width before the graph (learner/packing.py); None: the padded layout."""
+    sequences of that width before the graph (learner/packing.py; `shared_prefix`: around one copy of each prompt,
+    learner/prefix_sharing.py); None: the padded layout."""
 
     def __init__(
         self,
@@ -114,6 +115,7 @@ class CompiledLoss:
         pad_multiple: int,
         dynamic: bool | None = None,
         pack_tokens: int | None = None,
+        shared_prefix: bool = False,
     ):
         import torch
 
@@ -121,13 +123,13 @@ class CompiledLoss:
 
         use_project_cache()
         self.algo, self.temperature, self.pad_multiple, self.pack_tokens = algo, temperature, pad_multiple, pack_tokens
-        self.dynamic = dynamic
+        self.dynamic, self.shared_prefix = dynamic, shared_prefix
 
         def loss_fn(model: Any, micro: Any, packed: Any) -> tuple[Any, dict[str, Any]]:
-            return micro_batch_loss(model, micro, algo, temperature, 1.0, 1.0, -1, pack_tokens=packed)
+            return micro_batch_loss(model, micro, algo, temperature, 1.0, 1.0, -1, layout=packed)
 
         def logprob_fn(model: Any, micro: Any, packed: Any) -> Any:
-            logp = forward_logprobs(model, micro, temperature, chunk_tokens=-1, pack_tokens=packed)[0]
+            logp = forward_logprobs(model, micro, temperature, chunk_tokens=-1, layout=packed)[0]
             return logp * micro.loss_mask  # 0 off responses
 
         self.eager_loss = micro_batch_loss
@@ -174,6 +176,9 @@ class CompiledLoss:
         if packed is not None:
             for t in (packed.input_ids, packed.position_ids, packed.row_seq, packed.row_offset):
                 torch._dynamo.maybe_mark_dynamic(t, 0)
+            for t in (packed.shared_len, packed.prefix_offset, packed.attn_mask):
+                if t is not None:
+                    torch._dynamo.maybe_mark_dynamic(t, 0)
 
     def _pack(self, micro: Any) -> Any:
         """The micro-batch's packed layout (rows first-fit into `pack_tokens`-wide sequences, at least two), or None
@@ -186,6 +191,13 @@ class CompiledLoss:
 
         from two_grpo.learner.packing import pack
 
+        if self.shared_prefix:
+            from two_grpo.learner.prefix_sharing import pack_shared
+
+            width = self.pack_tokens
+            return pack_shared(
+                micro.input_ids, micro.attention_mask, micro.loss_mask, width, multiple=width, min_sequences=2
+            )
         packed = pack(micro.input_ids, micro.attention_mask, self.pack_tokens, multiple=self.pack_tokens)
         if packed.input_ids.shape[0] == 1:  # one more (unused) padding sequence: torch specialises a size of 1
             pad_ids = torch.zeros_like(packed.input_ids)

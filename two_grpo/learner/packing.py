@@ -12,8 +12,20 @@ on CPU), so `pack_tokens` caps a packed sequence's length to bound that cost.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the learner lays out a micro-batch for the model: padded rows (`pack_tokens` None), or rows packed into
+    sequences of at most `pack_tokens` tokens (0: one sequence), `shared_prefix`: around one copy of each shared
+    prompt (learner/prefix_sharing.py). `pad_multiple` > 1: the input length padded up to a multiple of it."""
+
+    pack_tokens: int | None = None
+    pad_multiple: int = 1
+    shared_prefix: bool = False
 
 
 @dataclass
@@ -21,11 +33,40 @@ class Packed:
     input_ids: torch.Tensor  # [S, T] int64: S packed sequences, each rows end to end, then padding
     position_ids: torch.Tensor  # [S, T] int64: 0.. per row (the tail padding counts as one more row)
     row_seq: torch.Tensor  # [R] which packed sequence row r went to
-    row_offset: torch.Tensor  # [R] where row r starts in it
+    row_offset: torch.Tensor  # [R] where row r starts in it (learner.shared_prefix: where its response starts)
+    # learner.shared_prefix (learner/prefix_sharing.py): rows with one prompt share one copy of it
+    shared_len: torch.Tensor | None = None  # [R] prompt tokens row r reads from a shared copy (0: none)
+    prefix_offset: torch.Tensor | None = None  # [R] where that copy starts in sequence row_seq[r]
+    attn_mask: torch.Tensor | None = None  # [S, 1, T, T] bool (True: attend) or additive float, for the model
 
     def index(self, rows: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(sequence, position) in the packed layout of padded positions (rows [N], cols [N])."""
-        return self.row_seq[rows], self.row_offset[rows] + cols
+        if self.shared_len is None:
+            return self.row_seq[rows], self.row_offset[rows] + cols
+        plen = self.shared_len[rows]
+        at = torch.where(cols < plen, self.prefix_offset[rows] + cols, self.row_offset[rows] + cols - plen)
+        return self.row_seq[rows], at
+
+    def model_inputs(self, model: Any) -> dict[str, torch.Tensor | None]:
+        """The forward inputs of `model` (an HF causal LM): with no mask given, transformers builds the
+        block-diagonal causal mask from the position-id resets; a shared prefix passes its own 4D mask (responses
+        restart their positions at the prompt's end, not at 0): bool for sdpa, additive for eager attention."""
+        mask = self.attn_mask
+        if mask is not None:
+            config = getattr(getattr(model, "module", model), "config", None)
+            impl = getattr(config, "_attn_implementation", "sdpa")
+            if impl == "eager":
+                dtype = getattr(config, "dtype", None) or torch.float32
+                dtype = dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.float32
+                mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+                    ~mask, torch.finfo(dtype).min
+                )
+            elif impl != "sdpa":
+                raise ValueError(
+                    f"learner.shared_prefix: attention implementation {impl!r} takes no custom mask; "
+                    "load the model with sdpa or eager attention, or set learner.shared_prefix=false"
+                )
+        return {"input_ids": self.input_ids, "position_ids": self.position_ids, "attention_mask": mask}
 
 
 def pack(

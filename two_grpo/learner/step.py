@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -13,9 +13,7 @@ from two_grpo.algo.pairwise import pairwise_loss
 from two_grpo.algo.tis import mismatch_sums, tis_weight
 from two_grpo.config.schema import AlgoConfig
 from two_grpo.data.batch import TrainBatch
-
-if TYPE_CHECKING:
-    from two_grpo.learner.packing import Packed
+from two_grpo.learner.packing import Layout, Packed, pack
 
 DEFAULT_CHUNK_TOKENS = 1024  # LearnerConfig.logits_chunk_tokens
 
@@ -27,8 +25,7 @@ def forward_logprobs(
     with_entropy: bool = False,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     entropy_grad: bool = False,
-    pack_tokens: int | Packed | None = None,
-    pad_multiple: int = 1,
+    layout: Layout | Packed | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs [B, L-1] of the batch's own next tokens (and entropy [B, L-1] if asked).
 
@@ -36,22 +33,27 @@ def forward_logprobs(
     once; the output head runs on the response positions' hidden states, `chunk_tokens` at a time (0: one
     chunk), so no [B, L, V] logits exist. `chunk_tokens` < 0 is the legacy reference: full logits at every
     position (also used for models without a separable body and head). `entropy_grad`: entropy with gradient
-    (entropy bonus in the loss); otherwise it is a no-grad metric. `pack_tokens` not None: padding-free, the
-    rows packed into sequences of at most `pack_tokens` tokens (0: one sequence; learner/packing.py), or
-    a `Packed` layout already built (learner.compile=full packs outside its graph).
-    `pad_multiple` > 1: the model's input length is padded up to a multiple of it (learner.compile: fewer shapes)."""
+    (entropy bonus in the loss); otherwise it is a no-grad metric. `layout` (learner/packing.py): None or
+    Layout() the padded rows; Layout(pack_tokens=n): padding-free, rows packed into sequences of at most n tokens
+    (0: one sequence), with `shared_prefix` around one copy of each shared prompt (learner/prefix_sharing.py);
+    Layout(pad_multiple=m): the input length padded up to a multiple of m (learner.compile: fewer shapes); or a
+    `Packed` layout already built (learner.compile=full packs outside its graph)."""
     split = None if chunk_tokens < 0 else _body_and_head(model)
     packed, inputs = None, {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-    if pack_tokens is not None:
-        from two_grpo.learner.packing import Packed, pack
+    layout = layout if layout is not None else Layout()
+    if isinstance(layout, Packed):
+        packed = layout
+    elif layout.pack_tokens is not None and layout.shared_prefix:
+        from two_grpo.learner.prefix_sharing import pack_shared
 
-        if isinstance(pack_tokens, Packed):
-            packed = pack_tokens
-        else:
-            packed = pack(batch.input_ids, batch.attention_mask, pack_tokens, multiple=pad_multiple)
-        inputs = {"input_ids": packed.input_ids, "position_ids": packed.position_ids, "attention_mask": None}
-    elif pad_multiple > 1:
-        inputs = {k: _pad_columns(v, pad_multiple) for k, v in inputs.items()}
+        packed = pack_shared(batch.input_ids, batch.attention_mask, batch.loss_mask, layout.pack_tokens,
+                             multiple=layout.pad_multiple)  # fmt: skip
+    elif layout.pack_tokens is not None:
+        packed = pack(batch.input_ids, batch.attention_mask, layout.pack_tokens, multiple=layout.pad_multiple)
+    elif layout.pad_multiple > 1:
+        inputs = {k: _pad_columns(v, layout.pad_multiple) for k, v in inputs.items()}
+    if packed is not None:
+        inputs = packed.model_inputs(model)
     if split is None:
         logits = model(**inputs, use_cache=False).logits
         if packed is None:
@@ -120,15 +122,15 @@ def micro_batch_loss(
     minibatch_tokens: float,
     minibatch_seqs: float,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-    **layout: Any,
+    layout: Layout | Packed | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss of one micro-batch, normalised by its whole mini-batch (so micro-splits sum to the same loss).
 
     The entropy is always logged; it carries gradient only when `algo.entropy_coef` > 0. `layout`: forward_logprobs'
-    `pack_tokens` (None = the padded layout) and `pad_multiple`."""
+    (None: the padded rows)."""
     logp, entropy = forward_logprobs(
         model, micro, temperature, with_entropy=True, chunk_tokens=chunk_tokens, entropy_grad=algo.entropy_coef > 0,
-        **layout,
+        layout=layout,
     )  # fmt: skip
     old = micro.old_logp if micro.old_logp is not None else logp.detach()  # on-policy: ratio == 1
     behav, weight, extra = micro.behav_logp, None, {}

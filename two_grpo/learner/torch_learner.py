@@ -18,6 +18,7 @@ from two_grpo.config.schema import AlgoConfig, LearnerConfig
 from two_grpo.data.batch import TrainBatch
 from two_grpo.learner.device import batch_to
 from two_grpo.learner.micro import micro_batches
+from two_grpo.learner.packing import Layout
 from two_grpo.learner.step import accumulate, forward_logprobs, micro_batch_loss, summarize
 
 
@@ -41,7 +42,8 @@ class TorchLearner:
 
         self.model, self.cfg, self.algo, self.temperature = model, cfg, algo, temperature
         self.lora = lora.is_lora(model)  # a peft LoRA model: only the adapter trains, checkpoints hold it alone
-        self.whole_groups = algo.loss == "pairwise"  # a pair's two rows share a micro-batch
+        # a pair's two rows share a micro-batch (algo.loss=pairwise); a group's rows share its prompt copy
+        self.whole_groups = algo.loss == "pairwise" or (cfg.padding_free and cfg.shared_prefix)
         self.noise = None
         if noise is not None and noise.grad_noise and noise.grad_noise_sets >= 2:
             from two_grpo.learner.grad_noise_probe import GradNoiseProbe
@@ -53,17 +55,22 @@ class TorchLearner:
 
         mode = compile_mode(cfg.compile)
         self.optimizer = adamw(self.params, lr, cfg)  # default: the fused kernel on CPU and CUDA
-        # learner/step.py forward options: padding-free packing, lengths padded for compiled layers
-        self.forward_kwargs = {
-            "pack_tokens": cfg.pack_tokens if cfg.padding_free else None,
-            "pad_multiple": cfg.compile_pad_multiple if mode == "layers" else 1,
-        }
+        # learner/step.py's layout: padding-free packing (around shared prompts), lengths padded for compiled layers
+        self.layout = Layout(
+            pack_tokens=cfg.pack_tokens if cfg.padding_free else None,
+            pad_multiple=cfg.compile_pad_multiple if mode == "layers" else 1,
+            shared_prefix=cfg.padding_free and cfg.shared_prefix,
+        )
         # compiled decoder layers, active only inside the learner's passes (an engine sharing the model stays eager)
         self.compiled = CompiledLayers(model) if mode == "layers" else contextlib.nullcontext()
         # compile=full: the whole micro-batch loss (and the no-grad log-probs) as one compiled graph each
         width = cfg.pack_tokens if cfg.padding_free else None  # compile=full + padding_free: fixed-width packing
         self.full = (
-            CompiledLoss(algo, temperature, cfg.compile_pad_multiple, pack_tokens=width) if mode == "full" else None
+            CompiledLoss(
+                algo, temperature, cfg.compile_pad_multiple, pack_tokens=width, shared_prefix=cfg.shared_prefix
+            )
+            if mode == "full"
+            else None
         )
         warmup = max(cfg.warmup_steps, 0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -104,7 +111,7 @@ class TorchLearner:
                 continue
             logp, _ = forward_logprobs(
                 model, self._to_device(micro), self.temperature, chunk_tokens=self.cfg.logits_chunk_tokens,
-                **self.forward_kwargs,
+                layout=self.layout,
             )  # fmt: skip
             out[idx, : logp.shape[1]] = logp.float().to(out.device)
         return out
@@ -133,7 +140,7 @@ class TorchLearner:
         with self.compiled:
             loss, metrics = micro_batch_loss(
                 self.model, self._to_device(micro), self.algo, self.temperature, n_tok, n_seq,
-                self.cfg.logits_chunk_tokens, **self.forward_kwargs,
+                self.cfg.logits_chunk_tokens, layout=self.layout,
             )  # fmt: skip
             loss.backward()
         return metrics

@@ -8,6 +8,8 @@ attention is counted as eager attention computes it: QK^T and AV over the full L
 
 - learner: forward + backward over every token of every row; the output head only on the scored (response)
   positions, as `learner/step.py` runs it. ≈ 6 · params · tokens.
+- learner with `learner.shared_prefix`: each group's prompt once (shared_prefix_learner_flops), the work done for
+  the same update; utilisation is reported on both counts.
 - sampler: the prompt once (prefill), each generated token but the last fed back once (decode, attending to the
   whole cache so far), the head once per generated token. ≈ 2 · params · generated tokens.
 """
@@ -74,6 +76,18 @@ def forward_flops(shape: Shape, row_lengths: Iterable[int], scored_tokens: int) 
 def learner_flops(shape: Shape, row_lengths: Iterable[int], scored_tokens: int) -> int:
     """Forward + backward (2 × forward) over the rows: the model FLOPs of one pass of the learner."""
     return 3 * forward_flops(shape, row_lengths, scored_tokens)
+
+
+def shared_prefix_learner_flops(shape: Shape, groups: Iterable[tuple[int, list[int]]]) -> int:
+    """Learner FLOPs with `learner.shared_prefix`: each group given as (prompt tokens, [response tokens of each
+    row]) runs its prompt once; a response's queries attend to the prompt and to itself. The work the learner does
+    for the same update as learner_flops over the rows (which runs every row's own copy of its prompt)."""
+    body = attention = scored = 0
+    for p, responses in groups:
+        body += p + sum(responses)
+        attention += shape.attention_flops(p, p) + sum(shape.attention_flops(r, r + 2 * p) for r in responses)
+        scored += sum(responses)
+    return 3 * (shape.body_flops(body) + attention + shape.head_flops(scored))
 
 
 def sampler_flops(shape: Shape, prompt_len: int, generated: int) -> int:
