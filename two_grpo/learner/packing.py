@@ -69,6 +69,25 @@ class Packed:
         return {"input_ids": self.input_ids, "position_ids": self.position_ids, "attention_mask": mask}
 
 
+def first_fit(sizes: list[int], cap: int) -> list[list[int]]:
+    """Indices of `sizes` in bins of total <= `cap`, first fit in descending size (an item over `cap` goes alone);
+    `cap` <= 0: one bin, in order."""
+    if cap <= 0:
+        return [list(range(len(sizes)))]
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        for b, free in enumerate(room):
+            if sizes[i] <= free:
+                bins[b].append(i)
+                room[b] -= sizes[i]
+                break
+        else:
+            bins.append([i])
+            room.append(cap - sizes[i])
+    return bins
+
+
 def pack(
     input_ids: torch.Tensor, attention_mask: torch.Tensor, pack_tokens: int = 0, pad_id: int = 0, multiple: int = 1
 ) -> Packed:
@@ -93,20 +112,7 @@ def pack(
         row_offset = torch.cumsum(lengths, 0) - lengths
         return Packed(ids, pos, torch.zeros(n, dtype=torch.long, device=input_ids.device), row_offset)
     lens = [int(x) for x in lengths]
-    if pack_tokens <= 0:
-        bins = [list(range(n))]
-    else:
-        order = sorted(range(n), key=lambda i: -lens[i])
-        bins, room = [], []
-        for i in order:
-            for b, free in enumerate(room):
-                if lens[i] <= free:
-                    bins[b].append(i)
-                    room[b] -= lens[i]
-                    break
-            else:
-                bins.append([i])
-                room.append(pack_tokens - lens[i])
+    bins = first_fit(lens, pack_tokens)
     width = max(sum(lens[i] for i in b) for b in bins) if n else 1
     width += -width % multiple
     ids = torch.full((len(bins), width), pad_id, dtype=input_ids.dtype, device=input_ids.device)

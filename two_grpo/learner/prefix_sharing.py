@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from two_grpo.learner.packing import Packed
+from two_grpo.learner.packing import Packed, first_fit
 
 
 def prompt_lengths(loss_mask: torch.Tensor) -> list[int]:
@@ -71,20 +71,7 @@ def pack_shared(
         p, rows = unit
         return p + sum(lengths[r] - p for r in rows)
 
-    if cap is None:
-        bins = [units]
-    else:
-        bins, room = [], []
-        for unit in sorted(units, key=lambda u: -unit_len(u)):
-            k = unit_len(unit)
-            for b, free in enumerate(room):
-                if k <= free:
-                    bins[b].append(unit)
-                    room[b] -= k
-                    break
-            else:
-                bins.append([unit])
-                room.append(cap - k)
+    bins = [[units[i] for i in b] for b in first_fit([unit_len(u) for u in units], pack_tokens)]
     bins += [[] for _ in range(min_sequences - len(bins))]
     width = max([sum(unit_len(u) for u in b) for b in bins] + [1])
     width += -width % multiple
