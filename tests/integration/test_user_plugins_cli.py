@@ -178,7 +178,10 @@ def start_and_preempt(args, cwd) -> subprocess.CompletedProcess:
 
 
 def test_preemption_prints_the_exact_resume_command_and_resume_auto_finds_the_run(tmp_path, tiny_model_dir):
-    args = ["train", *fast(tiny_model_dir, steps=6), "eval.prompts=0", "checkpoint.every_steps=2"]
+    # enough steps that the SIGTERM (sent after the first metrics line) lands mid-run: with the shared-prefix
+    # learner a 6-step run could finish inside the 0.2 s poll, and a finished run rightly exits 0
+    steps = 60
+    args = ["train", *fast(tiny_model_dir, steps=steps), "eval.prompts=0", "checkpoint.every_steps=2"]
     first = start_and_preempt(args, tmp_path)
     assert first.returncode == 3, first.stderr[-3000:]
     hint = first.stderr.strip().splitlines()[-1]
@@ -186,7 +189,7 @@ def test_preemption_prints_the_exact_resume_command_and_resume_auto_finds_the_ru
     assert hint.endswith(f"; to resume: two-grpo train resume=runs/{run1.name}")
     resumed = run_cli(shlex.split(hint.split("to resume: two-grpo ", 1)[1]), tmp_path)  # the printed command
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from" in resumed.stdout and rows(run1)[-1]["step"] == 6 and (run1 / "summary.json").is_file()
+    assert "resuming from" in resumed.stdout and rows(run1)[-1]["step"] == steps and (run1 / "summary.json").is_file()
 
     second = start_and_preempt(args, tmp_path)
     assert second.returncode == 3, second.stderr[-3000:]
@@ -194,7 +197,7 @@ def test_preemption_prints_the_exact_resume_command_and_resume_auto_finds_the_ru
     auto = run_cli([*args, "resume=auto"], tmp_path)
     assert auto.returncode == 0, auto.stderr[-3000:]
     assert f"two-grpo: resume=auto: resuming runs/{run2.name} (the newest unfinished run" in auto.stdout
-    assert rows(run2)[-1]["step"] == 6 and len(list((tmp_path / "runs").iterdir())) == 2
+    assert rows(run2)[-1]["step"] == steps and len(list((tmp_path / "runs").iterdir())) == 2
 
 
 def test_eval_uses_the_runs_own_engine_and_reproduces_its_final_eval(tmp_path, tiny_model_dir):
