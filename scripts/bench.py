@@ -291,7 +291,7 @@ OPTS = {
         base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=16, extra=["learner.shared_prefix=false"]),
         flag="learner.padding_free",
     ),
-    "learner.shared_prefix": dict(  # over packed rows (padding_free, pack_tokens 128: the defaults)
+    "learner.shared_prefix": dict(  # over packed rows (padding_free, one sequence, segment attention: the defaults)
         base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=256), flag="learner.shared_prefix"
     ),
     "learner.shared_prefix (3.2M)": dict(
@@ -299,6 +299,18 @@ OPTS = {
     ),
     "padded -> the default layout": dict(  # padding_free + shared_prefix (the torch learner's default) vs padded
         base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=256), flag="learner.padding_free"
+    ),
+    # attention by segments in one packed sequence (the default) vs the dense block mask over 128-token sequences
+    # (the previous default: a dense mask needs the cap)
+    "learner.segment_attention (pack 128 -> 0)": dict(
+        base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=256),
+        flag="learner.segment_attention",
+        extra_off=["learner.pack_tokens=128"],
+    ),
+    "learner.segment_attention (3.2M, pack 128 -> 0)": dict(
+        base=dict(model="@h256l4", P=4, G=8, T=32, micro=256),
+        flag="learner.segment_attention",
+        extra_off=["learner.pack_tokens=128"],
     ),
     "learner.adamw_impl=default (fused)": dict(
         base=dict(model="@h256l4", P=4, G=8, T=32, micro=256), flag="learner.adamw_impl", values=("for_loop", "default")
@@ -316,7 +328,7 @@ def section_opt(args, log: Path) -> dict[str, Any]:
             continue
         off, on = spec.get("values", ("false", "true"))
         extra = list(spec["base"].get("extra", []))
-        before = workload(spec["base"], args, extra=extra + [f"{spec['flag']}={off}"])
+        before = workload(spec["base"], args, extra=extra + spec.get("extra_off", []) + [f"{spec['flag']}={off}"])
         after = workload(spec["base"], args, extra=extra + [f"{spec['flag']}={on}"])
         reps: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
         for rep in range(other_repeats(args)):

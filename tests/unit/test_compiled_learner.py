@@ -119,9 +119,10 @@ def test_compile_values_map_and_old_configs_stay_valid(compose):
         compose([f"learner.compile={value}"])  # validates
     with pytest.raises(ConfigError, match="learner.compile='fast' is not allowed"):
         compose(["learner.compile=fast"])
-    with pytest.raises(ConfigError, match="set learner.pack_tokens > 0"):  # full packs to a fixed width
-        compose(["learner.compile=full", "learner.padding_free=true", "learner.pack_tokens=0"])
-    compose(["learner.compile=full", "learner.padding_free=true", "learner.pack_tokens=64"])
+    # full packs to a fixed width: pack_tokens, or COMPILED_PACK_TOKENS where pack_tokens=0 (one sequence)
+    for width, want in ((0, 128), (64, 64)):
+        lc = compose(["learner.compile=full", "learner.padding_free=true", f"learner.pack_tokens={width}"]).learner
+        assert TorchLearner(qwen2(), lc, 1e-3, AlgoConfig(), 1.0).full.pack_tokens == want
     # full mode: the loss compiles (lazily, nothing yet), the layers do not; AdamW default: the fused kernel
     full = TorchLearner(qwen2(), LearnerConfig(compile="full"), 1e-3, AlgoConfig(), 1.0)
     assert full.full is not None and full.optimizer.defaults["fused"] is True

@@ -127,7 +127,10 @@ def test_the_torch_learner_defaults_to_shared_prefix_and_padding_free_turns_it_o
     """conf/learner/torch.yaml (the embedded default) packs around shared prompts; learner.padding_free=false is the
     padded layout whatever shared_prefix says; DeepSpeed learners keep the padded layout."""
     lc = compose([]).learner
-    assert (lc.backend, lc.padding_free, lc.shared_prefix, lc.pack_tokens) == ("torch", True, True, 128)
+    assert (lc.backend, lc.padding_free, lc.shared_prefix, lc.segment_attention, lc.pack_tokens) == (
+        "torch", True, True, True, 0)  # fmt: skip
+    assert TorchLearner(qwen2(), lc, 1e-3, AlgoConfig(), 1.0).layout == Layout(0, shared_prefix=True,
+                                                                              segment_attention=True)  # fmt: skip
     off = compose(["learner.padding_free=false"]).learner
     learner = TorchLearner(qwen2(), off, 1e-3, AlgoConfig(), 1.0)
     assert learner.layout == Layout(pack_tokens=None, shared_prefix=False)

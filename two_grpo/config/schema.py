@@ -162,10 +162,9 @@ class LearnerConfig:
     skip_onpolicy_logprob: bool = True  # no old-logprob pass for a rollout batch's first (on-policy) mini-batch
     # issue 17 (torch learner): padding-free micro-batches, a compiled forward/backward, the AdamW kernel
     padding_free: bool = False  # pack a micro-batch's rows end to end (position_ids restart per row); same gradient
-    pack_tokens: int = (
-        0  # padding_free: at most this many tokens per packed sequence (compile=full: the width); 0 = all rows in one
-    )
+    pack_tokens: int = 0  # padding_free: at most this many tokens per packed sequence; 0 = all rows in one (compile=full: the fixed  # width; 0 = COMPILED_PACK_TOKENS)
     shared_prefix: bool = False  # with padding_free: a group's rows share one copy of their prompt; same gradient
+    segment_attention: bool = True  # with padding_free: attend by rows, not over each packed sequence's square
     compile: str = "false"  # false | layers (each decoder layer; true = layers) | full (micro-batch loss as one graph)
     compile_pad_multiple: int = 8  # compile: pad a micro-batch's length up to a multiple of this (fewer shapes)
     adamw_impl: str = "default"  # default (fused on CPU and CUDA, as HF Trainer) | for_loop | foreach | fused
@@ -541,11 +540,6 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"learner.pack_tokens={lc.pack_tokens} must be >= 0 (0 = one packed sequence) and "
             f"learner.compile_pad_multiple={lc.compile_pad_multiple} >= 1"
-        )
-    if compile_mode(lc.compile) == "full" and lc.padding_free and lc.pack_tokens == 0:
-        raise ConfigError(
-            "learner.compile=full with learner.padding_free=true packs rows into sequences of a fixed width: "
-            "set learner.pack_tokens > 0 (e.g. 64, at least the longest row)"
         )
     validate_plugins(cfg)
     validate_loss_and_diagnostics(cfg)

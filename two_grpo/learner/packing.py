@@ -11,10 +11,13 @@ on CPU), so `pack_tokens` caps a packed sequence's length to bound that cost.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from two_grpo.learner.segment_attention import Segments, segments_on
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class Layout:
     pack_tokens: int | None = None
     pad_multiple: int = 1
     shared_prefix: bool = False
+    segment_attention: bool = (
+        False  # packed: attention by segments where the model allows (learner/segment_attention.py)
+    )
 
 
 @dataclass
@@ -38,6 +44,7 @@ class Packed:
     shared_len: torch.Tensor | None = None  # [R] prompt tokens row r reads from a shared copy (0: none)
     prefix_offset: torch.Tensor | None = None  # [R] where that copy starts in sequence row_seq[r]
     attn_mask: torch.Tensor | None = None  # [S, 1, T, T] bool (True: attend) or additive float, for the model
+    segments: Segments | None = None  # attention by segments instead of a mask (learner/segment_attention.py)
 
     def index(self, rows: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(sequence, position) in the packed layout of padded positions (rows [N], cols [N])."""
@@ -47,12 +54,19 @@ class Packed:
         at = torch.where(cols < plen, self.prefix_offset[rows] + cols, self.row_offset[rows] + cols - plen)
         return self.row_seq[rows], at
 
-    def model_inputs(self, model: Any) -> dict[str, torch.Tensor | None]:
-        """The forward inputs of `model` (an HF causal LM): with no mask given, transformers builds the
-        block-diagonal causal mask from the position-id resets; a shared prefix passes its own 4D mask (responses
-        restart their positions at the prompt's end, not at 0): bool for sdpa, additive for eager attention."""
-        mask = self.attn_mask
-        if mask is not None:
+    def attention(self, model: Any) -> contextlib.AbstractContextManager:
+        """The context to run `model(**self.model_inputs(model))` in: segment attention switched on, or nothing."""
+        return segments_on(model) if self.segments is not None else contextlib.nullcontext()
+
+    def model_inputs(self, model: Any) -> dict[str, Any]:
+        """The forward inputs of `model` (an HF causal LM): by segments, the layout in place of the mask; with no
+        mask given, transformers builds the block-diagonal causal mask from the position-id resets; a shared
+        prefix passes its own 4D mask (responses restart their positions at the prompt's end, not at 0): bool for
+        sdpa, additive for eager attention."""
+        mask: Any = self.attn_mask
+        if self.segments is not None:
+            mask = {"full_attention": self.segments}
+        elif mask is not None:
             config = getattr(getattr(model, "module", model), "config", None)
             impl = getattr(config, "_attn_implementation", "sdpa")
             if impl == "eager":
@@ -89,13 +103,19 @@ def first_fit(sizes: list[int], cap: int) -> list[list[int]]:
 
 
 def pack(
-    input_ids: torch.Tensor, attention_mask: torch.Tensor, pack_tokens: int = 0, pad_id: int = 0, multiple: int = 1
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    pack_tokens: int = 0,
+    pad_id: int = 0,
+    multiple: int = 1,
+    segments: bool = False,
 ) -> Packed:
     """Pack the rows of right-padded `input_ids` [R, L] (`attention_mask` [R, L] a prefix of ones per row).
 
     `pack_tokens` > 0: at most that many tokens per packed sequence (a longer row goes alone), rows placed first-fit
     in descending length; 0: every row in one sequence, in order (TRL's padding_free). `multiple`: the packed
-    length is rounded up to a multiple of it (learner.compile)."""
+    length is rounded up to a multiple of it (learner.compile). `segments`: also the layout's `Segments` (each row
+    attends itself only)."""
     lengths = attention_mask.sum(dim=1).clamp(min=1)  # [R]
     n = int(input_ids.shape[0])
     prefix = torch.arange(attention_mask.shape[1], device=attention_mask.device)[None] < lengths[:, None]
@@ -110,7 +130,9 @@ def pack(
         ids[0, :total] = input_ids[keep]  # row-major: the rows end to end, in order
         pos[0, :total] = (attention_mask.cumsum(dim=1) - 1)[keep]
         row_offset = torch.cumsum(lengths, 0) - lengths
-        return Packed(ids, pos, torch.zeros(n, dtype=torch.long, device=input_ids.device), row_offset)
+        row_seq = torch.zeros(n, dtype=torch.long, device=input_ids.device)
+        return Packed(ids, pos, row_seq, row_offset, segments=_row_segments(row_seq, row_offset, lengths, width)
+                      if segments else None)  # fmt: skip
     lens = [int(x) for x in lengths]
     bins = first_fit(lens, pack_tokens)
     width = max(sum(lens[i] for i in b) for b in bins) if n else 1
@@ -128,4 +150,11 @@ def pack(
             row_seq[i], row_offset[i] = s, at
             at += k
         pos[s, at:] = torch.arange(width - at, device=input_ids.device)  # the tail: a row of its own
-    return Packed(ids, pos, row_seq, row_offset)
+    return Packed(ids, pos, row_seq, row_offset, segments=_row_segments(row_seq, row_offset, lengths, width)
+                  if segments else None)  # fmt: skip
+
+
+def _row_segments(row_seq: torch.Tensor, row_offset: torch.Tensor, lengths: torch.Tensor, width: int) -> Segments:
+    """Segments of plainly packed rows: each row attends its own tokens only."""
+    spans = [(s, 0, 0, o, k) for s, o, k in zip(row_seq.tolist(), row_offset.tolist(), lengths.tolist())]
+    return Segments.build(spans, width, row_seq.device)

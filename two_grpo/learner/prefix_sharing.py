@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from two_grpo.learner.packing import Packed, first_fit
+from two_grpo.learner.segment_attention import Segments
 
 
 def prompt_lengths(loss_mask: torch.Tensor) -> list[int]:
@@ -37,10 +38,13 @@ def pack_shared(
     pad_id: int = 0,
     multiple: int = 1,
     min_sequences: int = 1,
+    segments: bool = False,
 ) -> Packed:
     """Pack right-padded rows `input_ids` [R, L] (`attention_mask` [R, L], `loss_mask` [R, L-1]) with one copy of
     each shared prompt; `pack_tokens` (0: one sequence), `multiple` (width rounded up to it) and `min_sequences`
-    (padding sequences appended up to it: torch.compile specialises a size of 1) as in packing.pack."""
+    (padding sequences appended up to it: torch.compile specialises a size of 1) as in packing.pack. `segments`:
+    the layout's `Segments` (learner/segment_attention.py: a prompt copy attends itself, a response its prompt
+    copy and itself) instead of the dense [S, 1, T, T] mask."""
     n, device = int(input_ids.shape[0]), input_ids.device
     lengths = attention_mask.sum(dim=1).clamp(min=1).tolist()
     plens = prompt_lengths(loss_mask)
@@ -77,12 +81,13 @@ def pack_shared(
     width += -width % multiple
     ids, pos, seg, home = [], [], [], []  # per packed sequence: tokens, positions, segment, prompt segment
     row_seq, row_offset, shared_len, prefix_offset = [0] * n, [0] * n, [0] * n, [0] * n
-    next_seg = 0
+    next_seg, spans = 0, []  # spans: (sequence, prefix start, prefix length, start, length) per segment
     for s, b in enumerate(bins):
         t_ids, t_pos, t_seg, t_home = [], [], [], []
         for p, rows in b:
             prompt_seg, start = next_seg, len(t_ids)
             if p:  # the shared prompt copy
+                spans.append((s, 0, 0, start, p))
                 t_ids += rows_ids[rows[0]][:p]
                 t_pos += range(p)
                 t_seg += [prompt_seg] * p
@@ -91,6 +96,7 @@ def pack_shared(
             for r in rows:
                 k = lengths[r] - p
                 row_seq[r], row_offset[r], shared_len[r], prefix_offset[r] = s, len(t_ids), p, start
+                spans.append((s, start, p, len(t_ids), k))
                 t_ids += rows_ids[r][p : lengths[r]]
                 t_pos += range(p, lengths[r])
                 t_seg += [next_seg] * k
@@ -102,15 +108,17 @@ def pack_shared(
         seg.append(t_seg + [next_seg] * tail)
         home.append(t_home + [next_seg] * tail)
         next_seg += 1
-    seg_t, home_t = torch.tensor(seg), torch.tensor(home)  # [S, T]
-    causal = torch.ones(width, width, dtype=torch.bool).tril()  # [T, T]: key <= query
-    same = (seg_t[:, None, :] == seg_t[:, :, None]) | (seg_t[:, None, :] == home_t[:, :, None])  # [S, Tq, Tk]
-    mask = (causal & same).unsqueeze(1)  # [S, 1, T, T]
 
     def on(x: list, dtype: torch.dtype = torch.long) -> torch.Tensor:
         return torch.tensor(x, dtype=dtype, device=device)
 
-    return Packed(
-        on(ids, input_ids.dtype), on(pos), on(row_seq), on(row_offset),
-        shared_len=on(shared_len), prefix_offset=on(prefix_offset), attn_mask=mask.to(device),
-    )  # fmt: skip
+    packed = Packed(on(ids, input_ids.dtype), on(pos), on(row_seq), on(row_offset), shared_len=on(shared_len),
+                    prefix_offset=on(prefix_offset))  # fmt: skip
+    if segments:
+        packed.segments = Segments.build(spans, width, device)
+    else:
+        seg_t, home_t = torch.tensor(seg), torch.tensor(home)  # [S, T]
+        causal = torch.ones(width, width, dtype=torch.bool).tril()  # [T, T]: key <= query
+        same = (seg_t[:, None, :] == seg_t[:, :, None]) | (seg_t[:, None, :] == home_t[:, :, None])  # [S, Tq, Tk]
+        packed.attn_mask = (causal & same).unsqueeze(1).to(device)  # [S, 1, T, T]
+    return packed

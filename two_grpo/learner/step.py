@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from typing import Any
 
@@ -14,6 +15,7 @@ from two_grpo.algo.tis import mismatch_sums, tis_weight
 from two_grpo.config.schema import AlgoConfig
 from two_grpo.data.batch import TrainBatch
 from two_grpo.learner.packing import Layout, Packed, pack
+from two_grpo.learner.segment_attention import segments_reason
 
 DEFAULT_CHUNK_TOKENS = 1024  # LearnerConfig.logits_chunk_tokens
 
@@ -35,27 +37,33 @@ def forward_logprobs(
     position (also used for models without a separable body and head). `entropy_grad`: entropy with gradient
     (entropy bonus in the loss); otherwise it is a no-grad metric. `layout` (learner/packing.py): None or
     Layout() the padded rows; Layout(pack_tokens=n): padding-free, rows packed into sequences of at most n tokens
-    (0: one sequence), with `shared_prefix` around one copy of each shared prompt (learner/prefix_sharing.py);
+    (0: one sequence), with `shared_prefix` around one copy of each shared prompt (learner/prefix_sharing.py),
+    `segment_attention` by segments where the model allows (learner/segment_attention.py; else a dense mask);
     Layout(pad_multiple=m): the input length padded up to a multiple of m (learner.compile: fewer shapes); or a
     `Packed` layout already built (learner.compile=full packs outside its graph)."""
     split = None if chunk_tokens < 0 else _body_and_head(model)
     packed, inputs = None, {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
     layout = layout if layout is not None else Layout()
+    segments = layout.segment_attention if isinstance(layout, Layout) else False
+    segments = segments and segments_reason(model) is None  # else the dense mask
     if isinstance(layout, Packed):
         packed = layout
     elif layout.pack_tokens is not None and layout.shared_prefix:
         from two_grpo.learner.prefix_sharing import pack_shared
 
         packed = pack_shared(batch.input_ids, batch.attention_mask, batch.loss_mask, layout.pack_tokens,
-                             multiple=layout.pad_multiple)  # fmt: skip
+                             multiple=layout.pad_multiple, segments=segments)  # fmt: skip
     elif layout.pack_tokens is not None:
-        packed = pack(batch.input_ids, batch.attention_mask, layout.pack_tokens, multiple=layout.pad_multiple)
+        packed = pack(batch.input_ids, batch.attention_mask, layout.pack_tokens, multiple=layout.pad_multiple,
+                      segments=segments)  # fmt: skip
     elif layout.pad_multiple > 1:
         inputs = {k: _pad_columns(v, layout.pad_multiple) for k, v in inputs.items()}
+    attention = contextlib.nullcontext()
     if packed is not None:
-        inputs = packed.model_inputs(model)
+        inputs, attention = packed.model_inputs(model), packed.attention(model)
     if split is None:
-        logits = model(**inputs, use_cache=False).logits
+        with attention:
+            logits = model(**inputs, use_cache=False).logits
         if packed is None:
             logits = logits[:, : batch.input_ids.shape[1]]  # drop pad_multiple's extra columns
         else:  # back to the padded layout [R, L, V]; positions past a row's end are never scored
@@ -78,7 +86,8 @@ def forward_logprobs(
     captured: list[torch.Tensor] = []
     hook = body.register_forward_hook(lambda _m, _a, out: captured.append(out[0]))
     try:  # the model's own head runs on the last position only (logits_to_keep=1) where the model allows it
-        model(**inputs, use_cache=False, **keep_kwargs)
+        with attention:
+            model(**inputs, use_cache=False, **keep_kwargs)
     finally:
         hook.remove()
     hidden = captured[-1][rows, cols] if packed is None else captured[-1][packed.index(rows, cols)]  # [N, H]

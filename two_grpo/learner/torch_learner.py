@@ -21,6 +21,8 @@ from two_grpo.learner.micro import micro_batches
 from two_grpo.learner.packing import Layout
 from two_grpo.learner.step import accumulate, forward_logprobs, micro_batch_loss, summarize
 
+COMPILED_PACK_TOKENS = 128  # learner.compile=full's packed width when learner.pack_tokens=0
+
 
 class TorchLearner:
     def __init__(
@@ -60,11 +62,13 @@ class TorchLearner:
             pack_tokens=cfg.pack_tokens if cfg.padding_free else None,
             pad_multiple=cfg.compile_pad_multiple if mode == "layers" else 1,
             shared_prefix=cfg.padding_free and cfg.shared_prefix,
+            segment_attention=cfg.padding_free and cfg.segment_attention,
         )
         # compiled decoder layers, active only inside the learner's passes (an engine sharing the model stays eager)
         self.compiled = CompiledLayers(model) if mode == "layers" else contextlib.nullcontext()
         # compile=full: the whole micro-batch loss (and the no-grad log-probs) as one compiled graph each
-        width = cfg.pack_tokens if cfg.padding_free else None  # compile=full + padding_free: fixed-width packing
+        # compile=full + padding_free: packing to one fixed width (pack_tokens=0: COMPILED_PACK_TOKENS)
+        width = (cfg.pack_tokens or COMPILED_PACK_TOKENS) if cfg.padding_free else None
         self.full = (
             CompiledLoss(
                 algo, temperature, cfg.compile_pad_multiple, pack_tokens=width, shared_prefix=cfg.shared_prefix
