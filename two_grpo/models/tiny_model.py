@@ -35,7 +35,7 @@ class TinyRecipe:
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     max_position_embeddings: int = 128
-    sft_steps: int = 3000
+    sft_steps: int = 4500
     sft_batch: int = 128
     sft_lr: float = 3e-3
     task: str = ""  # the warm-start task (`task_spec`); "" = the default arithmetic task
