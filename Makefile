@@ -8,6 +8,7 @@ EXP    ?= paper_2grpo
 SWEEP  ?= smoke
 PYTEST := $(BIN)/python -m pytest
 VLLM   ?= auto
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install train smoke test test-unit test-slow test-gpu lint format config tiny-model clean clean-runs sweep sweep-dry bench bench-rollout bench-ranks bench-memory
@@ -29,8 +30,8 @@ train: install ## run `two-grpo train` on the embedded default (add overrides wi
 smoke: install ## a few-second end-to-end run (experiment=smoke)
 	$(BIN)/two-grpo train experiment=smoke $(ARGS)
 
-test: install ## every CPU test: unit, config and integration tiers (a few minutes)
-	$(PYTEST) -q -m "not gpu" --durations=15 $(ARGS)
+test: install ## every CPU test: unit, config and integration tiers, TEST_WORKERS pytest-xdist workers (1 thread each)
+	$(PYTEST) -q -m "not gpu" -n $(TEST_WORKERS) --dist loadscope --durations=15 $(ARGS)
 
 test-unit: install ## the fast tier only (unit + config, seconds)
 	$(PYTEST) -q $(ARGS)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
-
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one pytest-xdist worker per core: one thread each,
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # for the worker's torch and the CLIs it starts (no oversubscription)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(autouse=True)

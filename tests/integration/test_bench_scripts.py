@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
     p = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / name), *args], cwd=ROOT, capture_output=True, text=True, timeout=900
-    )
+        [sys.executable, str(ROOT / "scripts" / name), *args], cwd=ROOT, capture_output=True, text=True, timeout=1800
+    )  # a hang guard; generous: the first test to need builtin:tiny may wait for its build
     assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-3000:])
     return p
 

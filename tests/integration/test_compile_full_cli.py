@@ -17,7 +17,7 @@ def smoke_run(tmp_path, name: str, *extra: str) -> list[dict]:
     args = ["train", "experiment=smoke", f"hydra.run.dir={run_dir}", "budget.max_steps=2",
             "eval.prompts=0", "eval.difficulty_prompts=0", "logger.dump_rollouts_every=0", *extra]  # fmt: skip
     p = subprocess.run([sys.executable, "-m", "two_grpo.cli", *args], cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=900)  # fmt: skip
+                       text=True, timeout=1800)  # fmt: skip
     assert p.returncode == 0, p.stderr[-3000:]
     assert "compile: full" in (run_dir / "config.yaml").read_text() or not extra
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -152,17 +152,21 @@ LEARN = [
 # their eval bitwise at its start (0.43, 0.55: the eval's sampling spread between seeds, sd ~0.05) and a rollout
 # reward of 0.49 / 0.51 (per-step sd 0.04-0.06, last 4 steps 0.52 / 0.51); the LoRA runs went to eval 0.85 / 0.95
 # and a last-4-steps reward of 0.86 / 0.92 (seed 0 passes too). MIN_GAIN is ~5 sd of either noise, < 2/3 of the gain.
-# With the 4500-step warm start (2026-12-03, seed 0): eval 0.51 -> 0.88 (control 0.51 -> 0.51); rollout reward
-# 0.81-0.91 at steps 5-8, a dip to 0.64 at steps 9-10 (the lr-1e-2 adapter), 0.84 at 11-12; control 0.41-0.59. The
-# reward is compared over the second half of the run (6 steps: lora 0.79, control 0.50), not the last 4 (0.74 vs
-# 0.51), so one oscillation of the learning run does not decide it (a 6-step mean: sd/sqrt(6) of the step noise).
+# With the 4500-step warm start the adapter's lr 1e-2 oscillated: on an AMD host a dip to 0.64 at steps 9-10, on the
+# Intel host a collapse to 0.18-0.20 at steps 8-9 before 0.92 at step 12 (second-half reward 0.50 = the control's,
+# though its eval went 0.49 -> 0.96). lr 5e-3 climbs without a dip (Intel host, 2026-12-03, second-half rollout
+# reward / eval start -> end): seed 0 0.93 / 0.49 -> 0.98, seed 1 0.82 / 0.45 -> 0.88, seed 2 0.81 / 0.52 -> 0.88;
+# controls 0.51 / 0.50 / 0.51 with their evals unmoved. lr 3e-3 learns too, slower (0.81 / 0.73 / 0.63). The reward
+# is compared over the second half of the run (6 steps), so one noisy step does not decide it.
 MIN_GAIN = 0.25
 
 
 def train_cli(args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "two_grpo.cli", "train", *args, f"hydra.run.dir={run_dir}", "logger.progress=false"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    return subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=1800
+    )  # may wait for builtin:tiny's build
 
 
 def test_an_hf_engine_lora_run_learns_against_a_no_learning_control(tmp_path):
@@ -172,7 +176,7 @@ def test_an_hf_engine_lora_run_learns_against_a_no_learning_control(tmp_path):
     reward_file = tmp_path / "even.py"
     reward_file.write_text(EVEN_REWARD)
     result = {}
-    for name, lr in (("lora", "1e-2"), ("control", "1e-9")):
+    for name, lr in (("lora", "5e-3"), ("control", "1e-9")):
         run_dir = tmp_path / name
         p = train_cli([*LEARN, f"task.reward_fn={reward_file}:even_last_digit", f"lr={lr}"], run_dir)
         assert p.returncode == 0, p.stderr[-3000:]

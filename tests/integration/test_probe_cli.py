@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 def cli(*args, cwd):
     env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "two_grpo.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
-    )
+        [sys.executable, "-m", "two_grpo.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=1800
+    )  # may wait for builtin:tiny's first build
 
 
 def test_probe_predicts_the_first_rollout_batches(tmp_path):

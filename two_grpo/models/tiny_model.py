@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,32 @@ def ensure_built(cache_dir: str = "", recipe: TinyRecipe | None = None, quiet: b
     out = root / f"tiny-{recipe.task_name()}-{recipe.key()}"
     if (out / "two_grpo_recipe.json").exists():
         return out
+    with _build_lock(out, quiet):  # one build per machine: racing processes wait for it instead of repeating it
+        if (out / "two_grpo_recipe.json").exists():  # built by the process we waited for
+            return out
+        return _build_with_progress(out, recipe, quiet)
+
+
+@contextmanager
+def _build_lock(out: Path, quiet: bool):
+    """Hold `<out>.lock` (an OS file lock, released if the holder dies) while building `out`."""
+    from filelock import FileLock, Timeout
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(f"{out}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if not quiet:
+            print(f"waiting for another process to finish building builtin:tiny -> {out}", flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _build_with_progress(out: Path, recipe: TinyRecipe, quiet: bool) -> Path:
     if quiet:
         return build(out, recipe)
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
