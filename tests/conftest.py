@@ -7,7 +7,7 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
-if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one pytest-xdist worker per core: one thread each,
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs TEST_WORKERS (2) xdist workers: one thread each,
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # for the worker's torch and the CLIs it starts (no oversubscription)
 
 import pytest  # noqa: E402
