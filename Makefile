@@ -31,7 +31,8 @@ smoke: install ## a few-second end-to-end run (experiment=smoke)
 	$(BIN)/two-grpo train experiment=smoke $(ARGS)
 
 test: install ## every CPU test: unit, config and integration tiers, TEST_WORKERS pytest-xdist workers (1 thread each)
-	$(PYTEST) -q -m "not gpu" -n $(TEST_WORKERS) --dist loadscope --durations=15 $(ARGS)
+	$(BIN)/two-grpo build-model  # builtin:tiny once per machine, on every core, before the workers need it
+	$(PYTEST) -q -m "not gpu" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15 $(ARGS)
 
 test-unit: install ## the fast tier only (unit + config, seconds)
 	$(PYTEST) -q $(ARGS)
