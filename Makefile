@@ -32,7 +32,7 @@ smoke: install ## a few-second end-to-end run (experiment=smoke)
 
 test: install ## every CPU test: unit, config and integration tiers, TEST_WORKERS pytest-xdist workers (1 thread each)
 	$(BIN)/two-grpo build-model  # builtin:tiny once per machine, on every core, before the workers need it
-	$(PYTEST) -q -m "not gpu" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15 $(ARGS)
+	$(PYTEST) -q -m "not gpu" -n $(TEST_WORKERS) --dist loadscope --durations=15 $(ARGS)
 
 test-unit: install ## the fast tier only (unit + config, seconds)
 	$(PYTEST) -q $(ARGS)

@@ -145,6 +145,7 @@ def summarize_compare(w: dict[str, Any], reps: dict[str, list[dict[str, Any]]]) 
         }
         learner_key = "learner+rest" if kind == "trl" else "learner"
         res[kind]["learner_tokens_per_s"] = gen_tok / phases[learner_key]
+        res[kind]["shares_prompts"] = all(r.get("shares_prompts", False) for r in reps[kind])  # TRL: never
         if kind == "compiled":  # the compiles (cold, then from the persistent inductor cache) sit in the warm-up
             res[kind]["warmup_s_per_repeat"] = [sum(r["warmup_step_s"]) for r in reps[kind]]
     res["limit"] = summarize_limit(reps["limit"])
@@ -210,13 +211,14 @@ def roofline(row: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
     lim = row["limit"]
     peak_fps = peak["cpu_fp32"]["peak_flops_per_s"]
     f_learn = lim["learner_flops_per_step"] / lim["gen_tokens_per_step"]
-    # ours and compiled run learner.shared_prefix (the torch learner's default): each group's prompt once
+    # a run with learner.shared_prefix (the torch learner's default) executes each group's prompt once
     f_shared = lim["learner_flops_shared_per_step"] / lim["gen_tokens_per_step"]
     f_sample = lim["sampler_flops_per_step"] / lim["gen_tokens_per_step"]
     out: dict[str, Any] = {"peak": peak, "peak_flops_per_s": peak_fps, "learner_flops_per_gen_token": f_learn,
                            "sampler_flops_per_gen_token": f_sample,
                            "learner_flops_shared_per_gen_token": f_shared}  # fmt: skip
     times = {"limit": (lim["gen_s"], lim["learn_s"], lim["sum_s"], lim["gen_tokens_per_step"])}
+    shared = {kind: bool(row.get(kind, {}).get("shares_prompts")) for kind in ("limit", "ours", "compiled", "trl")}
     for kind, learner_key in (("ours", "learner"), ("compiled", "learner"), ("trl", "learner+rest")):
         if kind in row:
             x = row[kind]
@@ -229,7 +231,7 @@ def roofline(row: dict[str, Any], peak: dict[str, Any]) -> dict[str, Any]:
         out[kind] = {
             "sampler_util": f_sample * tok / gen_s / peak_fps,
             "learner_util": f_learn * tok / learn_s / peak_fps,
-            "learner_util_executed": (f_shared if kind in ("ours", "compiled") else f_learn) * tok / learn_s / peak_fps,
+            "learner_util_executed": (f_shared if shared[kind] else f_learn) * tok / learn_s / peak_fps,
             "step_util": (f_sample + f_learn) * tok / step_s / peak_fps,
             "step_over_hardware": (step_s / tok) / (hw["step_s"] / gen_tok),  # per generated token
         }
@@ -516,8 +518,8 @@ def markdown(res: dict[str, Any]) -> str:
             "learner's and the sampler's rows, and 1024³); model FLOPs from `two_grpo/study/flops.py` (learner ≈ 6·params·"
             "tokens, sampler ≈ 2·params·generated tokens, plus attention). Hardware = the step at that peak. "
             "`learner util` counts the update's model FLOPs with every row's own prompt (as TRL runs it); "
-            "`executed` counts what the learner ran: ours and compiled share each group's prompt "
-            "(`learner.shared_prefix`), so they do the same update with fewer FLOPs.",
+            "`executed` counts what the learner ran: each group's prompt once in a run with `learner.shared_prefix` "
+            "on (ours and compiled by default: the same update with fewer FLOPs), every row's prompt otherwise.",
             "",
             "| workload | peak GFLOP/s | system | learner util | learner util (executed) | sampler util | step util "
             "| step / hardware |",

@@ -17,17 +17,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
-def pytest_collection_modifyitems(config, items):
-    """Modules with slow tests first, those with the most slow tests leading; the rest keep their order. `make
-    test`'s xdist workers take whole modules in this order (`--dist loadscope --no-loadscope-reorder`), so the
-    minutes-long modules start early and the many fast ones fill the tail instead of one worker finishing alone."""
-    slow = {}
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        slow[module] = slow.get(module, 0) + (item.get_closest_marker("slow") is not None)
-    items.sort(key=lambda item: -slow[item.nodeid.split("::")[0]])  # stable: the order within a module holds
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
