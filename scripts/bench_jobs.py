@@ -61,6 +61,7 @@ def run_ours(w: dict[str, Any]) -> dict[str, Any]:
     import contextlib
     import io
 
+    from two_grpo.config.schema import shares_prompts
     from two_grpo.run.trainer import train
 
     cfg = typed_config(w)
@@ -84,14 +85,8 @@ def run_ours(w: dict[str, Any]) -> dict[str, Any]:
         "phase_s": {p: [x[f"time/{p}"] for x in keep] for p in phases},
         "rollout_batches": len({x["rollout_batch"] for x in keep}),
         "wall_s": wall,
-        "shares_prompts": shares_prompts(cfg),  # which learner FLOPs this run executed (bench.py roofline)
+        "shares_prompts": shares_prompts(cfg.learner),  # which learner FLOPs this run executed (bench.py roofline)
     }
-
-
-def shares_prompts(cfg) -> bool:
-    """Whether the learner ran each group's prompt once (`learner.shared_prefix` over packed rows, torch only)."""
-    lc = cfg.learner
-    return lc.backend == "torch" and lc.padding_free and lc.shared_prefix
 
 
 # ----------------------------------------------------------------------------------------------- TRL

@@ -1,5 +1,6 @@
 """scripts/bench.py `roofline`: utilisation = model FLOPs per second over the peak, by hand; the `executed` column
-counts each group's prompt once only for a run whose learner shared it (bench_jobs reports `shares_prompts`)."""
+counts each group's prompt once only for a run whose learner shared it (bench_jobs reports
+`config.schema.shares_prompts`, the predicate the torch learner builds its layout from)."""
 
 from __future__ import annotations
 
@@ -55,8 +56,9 @@ def test_utilisation_by_hand_and_executed_flops_follow_the_run():
 
 
 def test_shares_prompts_reads_the_learner_config(compose):
-    jobs = load("bench_jobs")
-    assert jobs.shares_prompts(compose([]))  # the torch learner's default: packed rows, shared prompts
-    assert not jobs.shares_prompts(compose(["learner.shared_prefix=false"]))
-    assert not jobs.shares_prompts(compose(["learner.padding_free=false"]))
-    assert not jobs.shares_prompts(compose(["learner=zero2"]))
+    from two_grpo.config.schema import shares_prompts
+
+    assert shares_prompts(compose([]).learner)  # the torch learner's default: packed rows, shared prompts
+    assert not shares_prompts(compose(["learner.shared_prefix=false"]).learner)
+    assert not shares_prompts(compose(["learner.padding_free=false"]).learner)
+    assert not shares_prompts(compose(["learner=zero2"]).learner)

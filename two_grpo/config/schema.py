@@ -551,6 +551,12 @@ def compile_mode(value: Any) -> str:
     return {"true": "layers", "0": "false", "1": "layers"}.get(mode, mode)
 
 
+def shares_prompts(learner: Any) -> bool:
+    """Whether the learner runs each group's prompt once: learner.shared_prefix over packed rows (padding_free),
+    torch backend only (the DeepSpeed learner keeps padded rows)."""
+    return learner.backend == "torch" and bool(learner.padding_free and learner.shared_prefix)
+
+
 BUILTIN_TASKS = CHOICES["task.name"]
 
 

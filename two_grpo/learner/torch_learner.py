@@ -52,7 +52,7 @@ class TorchLearner:
 
             self.noise = GradNoiseProbe(noise.grad_noise_sets, noise.grad_noise_dims, noise.grad_noise_seed, algo)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        from two_grpo.config.schema import compile_mode
+        from two_grpo.config.schema import compile_mode, shares_prompts
         from two_grpo.learner.compiled import CompiledLayers, CompiledLoss, adamw
 
         mode = compile_mode(cfg.compile)
@@ -61,7 +61,7 @@ class TorchLearner:
         self.layout = Layout(
             pack_tokens=cfg.pack_tokens if cfg.padding_free else None,
             pad_multiple=cfg.compile_pad_multiple if mode == "layers" else 1,
-            shared_prefix=cfg.padding_free and cfg.shared_prefix,
+            shared_prefix=shares_prompts(cfg),
             segment_attention=cfg.padding_free and cfg.segment_attention,
         )
         # compiled decoder layers, active only inside the learner's passes (an engine sharing the model stays eager)
@@ -71,7 +71,7 @@ class TorchLearner:
         width = (cfg.pack_tokens or COMPILED_PACK_TOKENS) if cfg.padding_free else None
         self.full = (
             CompiledLoss(
-                algo, temperature, cfg.compile_pad_multiple, pack_tokens=width, shared_prefix=cfg.shared_prefix
+                algo, temperature, cfg.compile_pad_multiple, pack_tokens=width, shared_prefix=shares_prompts(cfg)
             )
             if mode == "full"
             else None
