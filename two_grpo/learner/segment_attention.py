@@ -37,6 +37,7 @@ class Segments:
     visible: torch.Tensor  # [J, 1, Lq, Lk] bool: query i attends key c (a padding query sees key 0 only)
     q_valid: torch.Tensor  # [J, Lq] bool: real queries
     out_index: torch.Tensor  # [N] int64: q_index[q_valid], every real token once
+    q_real: torch.Tensor  # [2, N] int64: (segment, query) of each real query, in out_index's order
     width: int
 
     @classmethod
@@ -58,7 +59,8 @@ class Segments:
         visible = torch.where(q_valid[:, :, None], sees, c[:, None, :] == 0)
         on = {"device": device}
         return cls(q_index.to(**on), k_index.to(**on), visible[:, None].to(**on), q_valid.to(**on),
-                   q_index[q_valid].to(**on), width)  # fmt: skip
+                   q_index[q_valid].to(**on), torch.stack(torch.nonzero(q_valid, as_tuple=True)).to(**on),
+                   width)  # fmt: skip
 
 
 def segment_attention_forward(
@@ -85,7 +87,7 @@ def segment_attention_forward(
     out = F.scaled_dot_product_attention(
         q, k, v, attn_mask=seg.visible, dropout_p=dropout, scale=scaling, enable_gqa=k.shape[1] != n_heads
     )  # [J, H, Lq, Dv]
-    rows = out.transpose(1, 2)[seg.q_valid]  # [N, H, Dv]
+    rows = out.transpose(1, 2)[seg.q_real[0], seg.q_real[1]]  # [N, H, Dv]; no data-dependent shape (compile)
     full = rows.new_zeros(n_seq * width, n_heads, rows.shape[-1]).index_copy(0, seg.out_index, rows)
     return full.view(n_seq, width, n_heads, rows.shape[-1]), None
 
