@@ -123,18 +123,13 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def _leave(code: int) -> int:
-    """Exit code of a finished `train`. Launched ranks (torchrun / deepspeed) tear the process group down and leave
-    through os._exit: after every output is written, the interpreter's teardown can otherwise abort in C++ threads
-    of gloo / DeepSpeed's shared-memory op ("terminate called without an active exception", SIGABRT), which the
-    launcher reports as a failed run (seen in CI)."""
+    """Exit code of a finished `train`; launched ranks leave through `dist.context.leave` (os._exit after the process
+    group is torn down)."""
     if _launched_ranks() <= 1:
         return code
-    from two_grpo.dist.context import shutdown
+    from two_grpo.dist.context import leave
 
-    shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    leave(code)
 
 
 def _launched_ranks() -> int:

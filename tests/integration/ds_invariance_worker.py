@@ -170,7 +170,7 @@ def run_nonfinite(learner_name: str) -> dict:
 
 def main() -> None:
     out_path, learners = sys.argv[1], sys.argv[2:]
-    from two_grpo.dist.context import init_dist
+    from two_grpo.dist.context import init_dist, leave
 
     results = {}
     for name in learners:
@@ -182,6 +182,7 @@ def main() -> None:
             results[name] = run(name)
     if init_dist().is_main:
         torch.save(results, out_path)
+    leave(0)  # as the CLI's ranks do: a normal interpreter teardown can SIGABRT in gloo's threads
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import resource
 import socket
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -133,6 +133,17 @@ def shutdown() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     _CONTEXT = None
+
+
+def leave(code: int) -> NoReturn:
+    """Tear the process group down and exit through os._exit(code). For launched ranks (torchrun / deepspeed) after
+    every output is written: the interpreter's teardown can otherwise abort in C++ threads of gloo / DeepSpeed's
+    shared-memory op ("terminate called without an active exception", SIGABRT), which the launcher reports as a
+    failed run (seen in CI, and in the DeepSpeed invariance worker under load)."""
+    shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _free_port() -> int:
