@@ -123,7 +123,7 @@ def test_without_cuda_the_run_header_says_so_in_one_line_and_plans_nothing(compo
 
 
 def test_param_counts_in_human_units():
-    assert fmt_params(821_376) == "0.82 M"  # builtin:tiny's recipe: 128-token vocab, untied head
+    assert fmt_params(801_408) == "0.80 M"  # builtin:tiny: 100 x 128 tied embedding, 4 x 197,120 layers, norm 128
     assert fmt_params(3_150_000) == "3.15 M"
     assert fmt_params(999_000_000) == "999.00 M"
     assert fmt_params(1_000_000_000) == "1.00 B"
@@ -141,12 +141,13 @@ def test_train_plan_prints_the_paper_plan_and_loads_nothing(capsys, monkeypatch)
     assert "1.54 B params, vocab 151936" in out
 
 
-def test_train_plan_without_cuda_plans_the_engine_auto_picks_here(capsys, monkeypatch, tmp_path):
+def test_train_plan_without_cuda_plans_the_engine_auto_picks_here(capsys, monkeypatch):
     from two_grpo.cli import main
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(rollout, "vllm_importable", lambda: True)  # auto still keeps builtin:tiny on hf on a CPU
-    assert main(["train", "--plan", f"model.tiny_cache_dir={tmp_path}"]) == 0  # not built: the recipe's config
+    assert main(["train", "--plan"]) == 0  # builtin:tiny: the recipe's config, built or not
     out = capsys.readouterr().out
     assert "memory plan per GPU (1 x 80 GB, learner torch (stage 0, full copy)):" in out and "vLLM" not in out
-    assert "note: 0.82 M params, vocab 128," in out and out.rstrip().endswith("rollout engine hf")
+    assert "note: 0.80 M params, vocab 100, micro-batch 32768 tokens (256 rows x 128)," in out
+    assert out.rstrip().endswith("rollout engine hf") and ": fits" in out

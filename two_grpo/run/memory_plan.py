@@ -115,16 +115,10 @@ def model_config(cfg: TrainConfig) -> Any:
     from transformers import AutoConfig, Qwen2Config
 
     path = cfg.model.path
-    if path == "builtin:tiny":
-        from two_grpo.models.tiny_model import TinyRecipe, default_cache_dir
+    if path == "builtin:tiny":  # the recipe's config, built or not
+        from two_grpo.models.tiny_model import recipe_for, tiny_config
 
-        recipe = TinyRecipe()
-        root = cfg.model.tiny_cache_dir or str(default_cache_dir())
-        built = os.path.join(root, f"tiny-{recipe.key()}")
-        if os.path.isfile(os.path.join(built, "config.json")):
-            return AutoConfig.from_pretrained(built)
-        keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
-        return Qwen2Config(vocab_size=128, **{k: getattr(recipe, k) for k in keys if hasattr(recipe, k)})
+        return tiny_config(recipe_for(cfg.task))
     local = os.path.expanduser(path)
     if os.path.isfile(os.path.join(local, "config.json")):
         try:
