@@ -5,6 +5,7 @@ split gives the one-micro-batch gradient. Run: pytest tests/unit/test_chunked_lo
 import pytest
 import torch
 from batches import random_batch
+from models import random_model, small_config
 
 from two_grpo.algo.logprobs import chunked_head_logprobs, token_entropy, token_logprobs
 from two_grpo.config.schema import AlgoConfig, LearnerConfig
@@ -52,21 +53,8 @@ def test_entropy_without_grad_is_a_metric_only():
     assert none is None and torch.equal(lp_only, lp)
 
 
-def random_qwen2(vocab=97, seed=0):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
-    return Qwen2ForCausalLM(cfg).float()
+def random_qwen2():
+    return random_model(small_config(97))
 
 
 def ragged(seed=0):

@@ -4,24 +4,17 @@ the real HF model (eager attention, so every matmul is visible to the counter)."
 from __future__ import annotations
 
 import torch
+from models import random_model, small_config
 
 from two_grpo.study import flops
 
 
-def tiny_config():
-    from transformers import Qwen2Config
-
-    # head_dim 4, q_dim 8, kv_dim 4 (GQA 2:1)
-    return Qwen2Config(vocab_size=10, hidden_size=8, intermediate_size=16, num_hidden_layers=2,
-                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
-                       tie_word_embeddings=True, attn_implementation="eager")  # fmt: skip
+def tiny_config():  # head_dim 4, q_dim 8, kv_dim 4 (GQA 2:1)
+    return small_config(10, 8, 16, heads=2, kv_heads=1, positions=32, attn_implementation="eager")
 
 
 def tiny_model():
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(tiny_config(), dtype=torch.float32, attn_implementation="eager")
+    return random_model(tiny_config(), attn="eager")
 
 
 def test_hand_counted_tiny_qwen2():

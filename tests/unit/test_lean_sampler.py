@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 import torch
+from models import random_model, small_config
 
 from two_grpo.config.schema import ConfigError, ModelConfig
 from two_grpo.data.batch import Prompt, collate
@@ -263,13 +264,9 @@ def test_prefill_runs_each_distinct_prompt_once(tiny):
 
 def random_lm(kind):
     """A random plain decoder of another shape: Qwen2 (q/k/v biases) or Llama (no biases), GQA, head_dim 16."""
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
-
-    torch.manual_seed(0)
-    common = dict(vocab_size=100, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, eos_token_id=2)  # fmt: skip
-    config = Qwen2Config(**common) if kind == "qwen2" else LlamaConfig(**common, head_dim=16)
-    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    extra = {"head_dim": 16} if kind == "llama" else {}
+    config = small_config(100, 64, 96, tied=False, kind=kind, pad_token_id=0, eos_token_id=2, **extra)
+    return random_model(config).eval()
 
 
 @pytest.mark.parametrize("kind", ["qwen2", "llama"])

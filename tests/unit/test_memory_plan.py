@@ -1,12 +1,16 @@
 """The memory plan: model-state bytes equal DeepSpeed's own estimators, the plan follows its knobs, `train --plan`
-prints it without loading a model, and a plan over the device refuses on CUDA only. Run:
-pytest tests/unit/test_memory_plan.py"""
+prints it without loading a model, and a plan over the device refuses on CUDA only; without CUDA the run header
+says so in one line. Run: pytest tests/unit/test_memory_plan.py"""
 
 import os
 
 import pytest
+import torch
 
+from two_grpo import rollout
 from two_grpo.config.schema import ConfigError
+from two_grpo.models import fmt_params
+from two_grpo.run import memory_plan
 from two_grpo.run.memory_plan import GB, ModelShape, check_plan, make_plan, model_states_bytes
 
 P, LARGEST = 1_543_714_304, 233_373_696  # Qwen2.5-Math-1.5B: unique params, the tied embedding
@@ -55,14 +59,17 @@ SHAPE = ModelShape(
 )
 
 
+PAPER = [
+    "experiment=paper_2grpo",
+    "plan.device_memory_gb=80",
+    "rollout.backend=vllm",
+    "rollout.max_response_tokens=3072",
+]
+OVER = ["learner.gradient_checkpointing=false", "learner.micro_rollouts=64"]  # a plan over 80 GB
+
+
 def paper(compose, *extra):
-    base = [
-        "experiment=paper_2grpo",
-        "plan.device_memory_gb=80",
-        "rollout.backend=vllm",
-        "rollout.max_response_tokens=3072",
-    ]
-    return make_plan(compose([*base, *extra]), SHAPE)
+    return make_plan(compose([*PAPER, *extra]), SHAPE)
 
 
 def test_the_plan_follows_its_knobs(compose):
@@ -88,15 +95,39 @@ def test_the_plan_follows_its_knobs(compose):
     assert slept.learner_phase_gb == pytest.approx(ref.learner_phase_gb - 24)
 
 
-def test_a_plan_over_the_device_refuses_on_cuda_only_and_names_the_knob(compose):
-    big = paper(compose, "learner.gradient_checkpointing=false", "learner.micro_rollouts=64")
+def test_a_plan_over_the_device_refuses_and_names_the_knob(compose):
+    big = paper(compose, *OVER)
     assert not big.fits
-    check_plan(big, on_cuda=False, enforce=True)  # CPU: informational
-    check_plan(big, on_cuda=True, enforce=False)  # plan.enforce=false: the user's call
+    check_plan(big, enforce=False)  # plan.enforce=false: the user's call
     with pytest.raises(ConfigError, match="learner.gradient_checkpointing=true") as exc:
-        check_plan(big, on_cuda=True, enforce=True)
+        check_plan(big, enforce=True)
     assert "\n" not in str(exc.value) and "plan.enforce=false" in str(exc.value)
     assert paper(compose).fits
+
+
+def test_on_cuda_the_run_header_prints_the_plan_and_a_plan_over_the_device_stops_the_run(compose, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    lines = memory_plan.plan_lines(compose(PAPER), "Qwen/Qwen2.5-Math-1.5B")
+    assert lines[0] == "memory plan per GPU (1 x 80 GB, learner torch (stage 0, full copy)):"
+    assert lines[-1].startswith("  note: 1.54 B params, vocab 151936,") and lines[-1].endswith("rollout engine vllm")
+    with pytest.raises(ConfigError, match="plan.enforce=false"):
+        memory_plan.plan_lines(compose([*PAPER, *OVER]), "Qwen/Qwen2.5-Math-1.5B")
+
+
+def test_without_cuda_the_run_header_says_so_in_one_line_and_plans_nothing(compose, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(memory_plan, "make_plan", lambda *a, **k: pytest.fail("planned a CPU run"))
+    assert memory_plan.plan_lines(compose([*PAPER, *OVER]), "Qwen/Qwen2.5-Math-1.5B") == [
+        "memory plan: no CUDA device, the run trains on CPU; `two-grpo train ... --plan` prints the per-GPU plan"
+    ]  # and no refusal: the device's memory is not the run's
+
+
+def test_param_counts_in_human_units():
+    assert fmt_params(801_408) == "0.80 M"  # builtin:tiny: 100 x 128 tied embedding, 4 x 197,120 layers, norm 128
+    assert fmt_params(3_150_000) == "3.15 M"
+    assert fmt_params(999_000_000) == "999.00 M"
+    assert fmt_params(1_000_000_000) == "1.00 B"
+    assert fmt_params(P) == "1.54 B"
 
 
 def test_train_plan_prints_the_paper_plan_and_loads_nothing(capsys, monkeypatch):
@@ -108,3 +139,15 @@ def test_train_plan_prints_the_paper_plan_and_loads_nothing(capsys, monkeypatch)
     out = capsys.readouterr().out
     assert "memory plan per GPU (8 x 80 GB" in out and ": fits" in out
     assert "1.54 B params, vocab 151936" in out
+
+
+def test_train_plan_without_cuda_plans_the_engine_auto_picks_here(capsys, monkeypatch):
+    from two_grpo.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(rollout, "vllm_importable", lambda: True)  # auto still keeps builtin:tiny on hf on a CPU
+    assert main(["train", "--plan"]) == 0  # builtin:tiny: the recipe's config, built or not
+    out = capsys.readouterr().out
+    assert "memory plan per GPU (1 x 80 GB, learner torch (stage 0, full copy)):" in out and "vLLM" not in out
+    assert "note: 0.80 M params, vocab 100, micro-batch 32768 tokens (256 rows x 128)," in out
+    assert out.rstrip().endswith("rollout engine hf") and ": fits" in out

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 from batches import random_batch
+from models import random_model, small_config
 
 from two_grpo.config.schema import AlgoConfig, LearnerConfig
 from two_grpo.learner.packing import Layout, pack
@@ -20,12 +21,7 @@ def ragged(n=10, seed=0):
 
 
 def qwen2(attn="sdpa"):
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True)  # fmt: skip
-    return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation=attn)
+    return random_model(small_config(50), attn=attn)
 
 
 def test_pack_places_rows_end_to_end_hand_checked():

@@ -278,7 +278,7 @@ class CheckpointConfig:
 
 @dataclass
 class PlanConfig:
-    """The per-GPU memory plan (two_grpo/run/memory_plan.py), printed in the run header and by `train ... --plan`."""
+    """The per-GPU memory plan (two_grpo/run/memory_plan.py), printed by `train ... --plan` and in a CUDA run's header."""
 
     gpus: int = 0  # ranks to plan for; 0 = WORLD_SIZE from the launcher (1 without one)
     device_memory_gb: float = 0.0  # memory of one GPU; 0 = the CUDA device's own, else 80

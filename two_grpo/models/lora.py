@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from two_grpo.config.schema import ConfigError, LoraConfig
+from two_grpo.models import fmt_params
 
 ADAPTER_FILE = "adapter.safetensors"
 
@@ -135,4 +136,7 @@ def save_adapter(model: Any, folder: Path) -> None:
 def trainable_summary(model: Any) -> str:
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in model.parameters())
-    return f"LoRA: {n_train:,} trainable parameters of {n_all:,} ({100 * n_train / max(n_all, 1):.2f}%)"
+    return (
+        f"LoRA: {fmt_params(n_train)} trainable parameters of {fmt_params(n_all)} "
+        f"({100 * n_train / max(n_all, 1):.2f}%)"
+    )

@@ -198,14 +198,12 @@ def _sft(model, tokenizer, recipe: TinyRecipe, progress: Callable[[int, int], No
     model.eval()
 
 
-def build(out_dir: Path, recipe: TinyRecipe, progress: Callable[[int, int], None] | None = None) -> Path:
-    """Build the tokenizer and model, SFT them, and save to `out_dir` (atomically; a complete build already there,
-    e.g. by a concurrent process, is kept and never deleted under its readers)."""
-    from transformers import AutoModelForCausalLM, Qwen2Config
+def tiny_config(recipe: TinyRecipe, tokenizer: Any = None):  # -> Qwen2Config
+    """The config of the model `build` makes from `recipe` (with the character tokenizer's vocabulary)."""
+    from transformers import Qwen2Config
 
-    torch.manual_seed(recipe.seed)
-    tokenizer = build_tokenizer()
-    config = Qwen2Config(
+    tokenizer = tokenizer or build_tokenizer()
+    return Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=recipe.hidden_size,
         intermediate_size=recipe.intermediate_size,
@@ -218,7 +216,16 @@ def build(out_dir: Path, recipe: TinyRecipe, progress: Callable[[int, int], None
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
+def build(out_dir: Path, recipe: TinyRecipe, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Build the tokenizer and model, SFT them, and save to `out_dir` (atomically; a complete build already there,
+    e.g. by a concurrent process, is kept and never deleted under its readers)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(recipe.seed)
+    tokenizer = build_tokenizer()
+    model = AutoModelForCausalLM.from_config(tiny_config(recipe, tokenizer), dtype=torch.float32)
     _sft(model, tokenizer, recipe, progress)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))

@@ -8,7 +8,7 @@ from typing import Any
 from two_grpo.config.schema import ConfigError, TrainConfig
 from two_grpo.rollout.base import RolloutEngine, Sampling
 
-__all__ = ["RolloutEngine", "Sampling", "make_engine", "resolve_backend", "vllm_importable"]
+__all__ = ["RolloutEngine", "Sampling", "auto_backend", "make_engine", "resolve_backend", "vllm_importable"]
 
 
 def vllm_importable() -> bool:
@@ -16,14 +16,19 @@ def vllm_importable() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def resolve_backend(cfg: TrainConfig) -> str:
-    """`rollout.backend` with `auto` resolved, and the combination checked. `auto` is vllm when it is importable,
+def auto_backend(cfg: TrainConfig) -> str:
+    """`rollout.backend` with `auto` resolved on this machine (unchecked). `auto` is vllm when it is importable,
     else hf; except the built-in 0.8M-parameter model on a CPU, which stays on hf: there vLLM's start-up and
     per-sequence scheduling outweigh its kernels (1.3x slower per step; README: Rollouts on vLLM), and hf
     samples from the learner's own module, so no weight sync is needed."""
-    backend = cfg.rollout.backend
-    if backend == "auto":
-        backend = "vllm" if vllm_importable() and not _tiny_on_cpu(cfg) else "hf"
+    if cfg.rollout.backend != "auto":
+        return cfg.rollout.backend
+    return "vllm" if vllm_importable() and not _tiny_on_cpu(cfg) else "hf"
+
+
+def resolve_backend(cfg: TrainConfig) -> str:
+    """`auto_backend`, and the combination checked."""
+    backend = auto_backend(cfg)
     if backend == "vllm" and not vllm_importable():
         raise ConfigError(
             "rollout=vllm but vllm is not installed; install it (README: Rollouts on vLLM) or use rollout=hf"

@@ -11,12 +11,13 @@ while the learner's model states stay resident; the peak is the larger.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from two_grpo.config.schema import ConfigError, TrainConfig
+from two_grpo.models import fmt_params
+from two_grpo.rollout import auto_backend
 
 GB = 1e9
 
@@ -114,16 +115,10 @@ def model_config(cfg: TrainConfig) -> Any:
     from transformers import AutoConfig, Qwen2Config
 
     path = cfg.model.path
-    if path == "builtin:tiny":
-        from two_grpo.models.tiny_model import TinyRecipe, default_cache_dir
+    if path == "builtin:tiny":  # the recipe's config, built or not
+        from two_grpo.models.tiny_model import recipe_for, tiny_config
 
-        recipe = TinyRecipe()
-        root = cfg.model.tiny_cache_dir or str(default_cache_dir())
-        built = os.path.join(root, f"tiny-{recipe.key()}")
-        if os.path.isfile(os.path.join(built, "config.json")):
-            return AutoConfig.from_pretrained(built)
-        keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
-        return Qwen2Config(vocab_size=128, **{k: getattr(recipe, k) for k in keys if hasattr(recipe, k)})
+        return tiny_config(recipe_for(cfg.task))
     local = os.path.expanduser(path)
     if os.path.isfile(os.path.join(local, "config.json")):
         try:
@@ -219,12 +214,6 @@ def device_memory_gb(cfg: TrainConfig) -> float:
     return 80.0
 
 
-def _rollout_backend(cfg: TrainConfig) -> str:
-    if cfg.rollout.backend != "auto":
-        return cfg.rollout.backend
-    return "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
-
-
 def make_plan(cfg: TrainConfig, shape: ModelShape | None = None) -> MemoryPlan:
     """The memory plan of `cfg` on `plan.gpus` (or WORLD_SIZE) devices of `plan.device_memory_gb`."""
     s = shape or model_shape(model_config(cfg))
@@ -263,7 +252,7 @@ def make_plan(cfg: TrainConfig, shape: ModelShape | None = None) -> MemoryPlan:
     chunk = lc.logits_chunk_tokens
     chunk_tokens = micro_tokens if chunk < 0 else (resp_tokens if chunk == 0 else min(chunk, resp_tokens))
     terms["logits chunk"] = chunk_tokens * s.vocab * _LOGIT_BYTES
-    backend = _rollout_backend(cfg)
+    backend = auto_backend(cfg)
     engine = 0.0
     if backend == "vllm":
         engine = r.gpu_memory_utilization * device_gb * GB
@@ -291,7 +280,7 @@ def make_plan(cfg: TrainConfig, shape: ModelShape | None = None) -> MemoryPlan:
     )
     plan.knobs["HF generate KV cache"] = "lower rollout.gen_rollouts_per_call"
     plan.notes.append(
-        f"{s.params / 1e9:.2f} B params, vocab {s.vocab}, micro-batch {micro_tokens} tokens "
+        f"{fmt_params(s.params)} params, vocab {s.vocab}, micro-batch {micro_tokens} tokens "
         f"({lc.micro_rollouts} rows x {row_tokens}{f', micro_tokens {lc.micro_tokens}' if lc.micro_tokens else ''}), "
         f"logits chunk {chunk_tokens} tokens, gradient checkpointing {'on' if lc.gradient_checkpointing else 'off'}, "
         f"rollout engine {backend}{' (sleeps in the learner step)' if backend == 'vllm' and r.enable_sleep else ''}"
@@ -299,22 +288,27 @@ def make_plan(cfg: TrainConfig, shape: ModelShape | None = None) -> MemoryPlan:
     return plan
 
 
-def check_plan(plan: MemoryPlan, on_cuda: bool, enforce: bool) -> None:
-    """Refuse (ConfigError, one line) a plan that does not fit, on CUDA only: on CPU the plan is informational."""
-    if on_cuda and enforce and not plan.fits:
+CPU_LINE = "memory plan: no CUDA device, the run trains on CPU; `two-grpo train ... --plan` prints the per-GPU plan"
+
+
+def check_plan(plan: MemoryPlan, enforce: bool) -> None:
+    """Refuse (ConfigError, one line) a plan that does not fit."""
+    if enforce and not plan.fits:
         raise ConfigError(plan.refusal())
 
 
 def plan_lines(cfg: TrainConfig, model_path: str) -> list[str]:
-    """The run's memory plan lines from the resolved model's config; on CUDA a plan over the
-    device's memory stops the run."""
+    """The run header's memory plan, from the resolved model's config: on CUDA the per-GPU plan, and a plan over the
+    device's memory stops the run; without CUDA (the run trains on CPU) one line pointing to `--plan`."""
     from dataclasses import replace
 
+    import torch
+
+    if not torch.cuda.is_available():
+        return [CPU_LINE]
     try:
         plan = make_plan(replace(cfg, model=replace(cfg.model, path=model_path)))
     except ConfigError as exc:  # a hub model not downloaded yet: no config to plan from
         return [f"memory plan skipped: {exc}"]
-    import torch
-
-    check_plan(plan, torch.cuda.is_available(), cfg.plan.enforce)
+    check_plan(plan, cfg.plan.enforce)
     return plan.lines()

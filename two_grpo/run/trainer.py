@@ -39,7 +39,7 @@ from two_grpo.models.loading import (
     resolve_model_path,
 )
 from two_grpo.models.lora import apply_lora, is_lora, trainable_summary
-from two_grpo.rollout import engine_report, make_engine
+from two_grpo.rollout import auto_backend, engine_report, make_engine
 from two_grpo.rollout.base import train_sampling
 from two_grpo.run import engine_log, noise_reference
 from two_grpo.run.checkpoint import CheckpointManager, save_checkpoint
@@ -84,7 +84,7 @@ def train(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         print("\n".join(memory_lines), flush=True)
 
     routed = engine_log.route_engine_logs(run_dir, cfg.logger.verbose)  # every rank, before vllm is imported
-    if dist.is_main and routed and cfg.rollout.backend != "hf":
+    if dist.is_main and routed and auto_backend(cfg) == "vllm":
         print(f"two-grpo: rollout engine log lines go to {run_dir / engine_log.ENGINE_LOG} (logger.verbose=true: here)")
     model = apply_lora(load_model(model_path, cfg.model), cfg.model.lora)  # model.lora.r == 0: the model itself
     if is_lora(model) and dist.is_main:
