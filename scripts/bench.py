@@ -9,7 +9,7 @@ the per-repeat median step time (first optimizer steps are warm-up and not count
 `results.md` and `scaling.png` under --out and prints the Markdown.
 
 Sections:
-- compare   ours (defaults), `compiled` (ours with learner.compile=full over fixed-width packed rows; --no-compiled
+- compare   ours (defaults), `compiled` (ours with learner.compile=true: compiled decoder layers; --no-compiled
             skips it), TRL GRPOTrainer and the limit (bare generation + bare forward/backward/AdamW) per workload
             (--repeats, default 3; the other sections use max(2, repeats - 1) to fit in 15 minutes);
 - roofline  the matmul peak at each workload's own shapes, and the model-FLOP utilisation of ours, TRL and the
@@ -17,8 +17,9 @@ Sections:
 - sampler   the HF engine's samplers side by side (rollout.hf_sampler=generate, lean, fused): rollout tokens/s and the
             sampler's model-FLOP utilisation of the matmul peak, interleaved repeats, medians (limit jobs: the same
             prompts and seeds, so both samplers draw the same tokens);
-- opt       before/after of each optimisation (learner.sort_by_length, learner.skip_onpolicy_logprob, and the
-            off-by-default learner.padding_free, learner.adamw_impl=fused, learner.compile);
+- opt       before/after of each optimisation (OPTS: the learner switches), before and after in one process per
+            repeat in alternating order; settled rows (learner.padding_free alone, learner.adamw_impl) run only
+            when named (`--opts learner.adamw_impl`, or `--opts all`);
 - scaling   step time vs group_size at fixed rollouts per step, and vs rollouts per step at fixed group_size;
 - two_vs_16 paper-shaped 2-GRPO vs 16-GRPO scaled to CPU (same prompts per rollout batch, P/M = 2 vs 16);
 - members   a sweep's members one at a time with every core vs min(members, cores) side by side at cores // N
@@ -47,19 +48,17 @@ sys.path.insert(0, str(HERE))
 
 import bench_members  # noqa: E402  (scripts/ on the path)
 
-# Workloads for the side-by-side comparison: P prompts x G rollouts per optimizer step, T max response tokens,
-# pack = learner.pack_tokens of the compiled system (the packed width: 2-3 of the workload's rows).
+# Workloads for the side-by-side comparison: P prompts x G rollouts per optimizer step, T max response tokens.
 COMPARE = {
-    "tiny (0.8M, builtin:tiny)": dict(model="builtin:tiny", P=16, G=8, T=12, micro=256, pack=48),
-    "small (3.2M, random init)": dict(model="@h256l4", P=4, G=8, T=32, micro=256, pack=96),
+    "tiny (0.8M, builtin:tiny)": dict(model="builtin:tiny", P=16, G=8, T=12, micro=256),
+    "small (3.2M, random init)": dict(model="@h256l4", P=4, G=8, T=32, micro=256),
 }
-# `compiled` in the comparison: ours with the off-by-default learner switches of issue 17 (the whole micro-batch
-# loss as one compiled graph over fixed-width packed rows, fused AdamW); its warm-up steps hold the compiles.
+# `compiled` in the comparison: ours with the off-by-default compiled decoder layers over the default layout (one
+# packed sequence, shared prompts, attention by segments); its warm-up steps hold the compiles. Measured against
+# compile=full over fixed-width packed rows (the `compiled` of 2026-12-02) on 2026-12-07: 1.25x vs 1.00x the
+# defaults on tiny, 0.97x vs 0.80x on the 3.2M model.
 COMPILED_WARMUP_STEPS = 4
-
-
-def compiled_flags(pack_tokens: int) -> list[str]:
-    return ["learner.compile=full", "learner.padding_free=true", f"learner.pack_tokens={pack_tokens}"]
+COMPILED_FLAGS = ["learner.compile=true"]
 
 
 MODELS = {"@h256l4": (256, 4)}
@@ -114,7 +113,7 @@ def section_compare(args, log: Path, with_trl: bool) -> dict[str, Any]:
         if args.workloads and not any(name.startswith(k) for k in args.workloads.split(",")):
             continue
         w = workload(base, args)
-        fast = workload(base, args, warmup=COMPILED_WARMUP_STEPS, extra=compiled_flags(base["pack"]))
+        fast = workload(base, args, warmup=COMPILED_WARMUP_STEPS, extra=COMPILED_FLAGS)
         reps: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         for rep in range(args.repeats):
             order = kinds[rep % len(kinds) :] + kinds[: rep % len(kinds)]
@@ -244,7 +243,7 @@ SAMPLERS = ("generate", "lean", "fused")
 
 def section_sampler(args, log: Path) -> dict[str, Any]:
     """Per workload: the matmul peak at its shapes, then `limit` jobs (bare generation + learner step, only the
-    generation counted here) with each rollout.hf_sampler, interleaved in a rotated order per repeat.
+    generation counted here) with each rollout.hf_sampler, in one process per repeat, in a rotated order.
     Reports the median rollout seconds per step, tokens/s, sampler utilisation and the speed-up over generate.
     Model FLOPs are counted as two_grpo/flops.py does (each rollout's prompt prefilled once), so a sampler that
     shares a group's prefill does fewer FLOPs than counted: its utilisation is an effective one."""
@@ -257,10 +256,10 @@ def section_sampler(args, log: Path) -> dict[str, Any]:
         peak = run_job("peak", [w], log)[0]["cpu_fp32"]["peak_flops_per_s"]
         runs = {s: {**w, "extra": ["rollout.backend=hf", f"rollout.hf_sampler={s}"]} for s in SAMPLERS}
         reps: dict[str, list[dict[str, Any]]] = {s: [] for s in SAMPLERS}
-        for rep in range(args.repeats):
+        for rep in range(args.repeats):  # one process per repeat, the samplers in a rotated order
             order = SAMPLERS[rep % len(SAMPLERS) :] + SAMPLERS[: rep % len(SAMPLERS)]
-            for s in order:
-                reps[s].append(run_job("limit", [runs[s]], log)[0])
+            for s, r in zip(order, run_job("limit", [runs[s] for s in order], log)):
+                reps[s].append(r)
             print(f"  sampler {name} rep {rep + 1}/{args.repeats}: done", flush=True)
         row: dict[str, Any] = {"workload": {k: w[k] for k in ("model", "P", "G", "T", "threads")},
                                "peak_flops_per_s": peak}  # fmt: skip
@@ -292,6 +291,7 @@ OPTS = {
     "learner.padding_free": dict(
         base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=16, extra=["learner.shared_prefix=false"]),
         flag="learner.padding_free",
+        default=False,  # settled (0.75-0.91x alone; the default layout's gain is the row below): `--opts` it by name
     ),
     "learner.shared_prefix": dict(  # over packed rows (padding_free, one sequence, segment attention: the defaults)
         base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=256), flag="learner.shared_prefix"
@@ -315,7 +315,10 @@ OPTS = {
         extra_off=["learner.pack_tokens=128"],
     ),
     "learner.adamw_impl=default (fused)": dict(
-        base=dict(model="@h256l4", P=4, G=8, T=32, micro=256), flag="learner.adamw_impl", values=("for_loop", "default")
+        base=dict(model="@h256l4", P=4, G=8, T=32, micro=256),
+        flag="learner.adamw_impl",
+        values=("for_loop", "default"),
+        default=False,  # settled (1.02-1.04x in three runs): `--opts learner.adamw_impl` runs it
     ),
     "learner.compile": dict(  # compiled layers over the default layout; 4 warm-up steps hold the (one) compile
         base=dict(model="builtin:tiny", P=16, G=8, T=12, micro=256, warmup=4), flag="learner.compile"
@@ -329,17 +332,21 @@ OPTS = {
 def section_opt(args, log: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, spec in OPTS.items():
-        if args.opts and not any(name.startswith(k) for k in args.opts.split(",")):
+        chosen = args.opts.split(",") if args.opts else []
+        if (chosen and chosen != ["all"] and not any(name.startswith(k) for k in chosen)) or (
+            not chosen and not spec.get("default", True)
+        ):
             continue
         off, on = spec.get("values", ("false", "true"))
         extra = list(spec["base"].get("extra", []))
         before = workload(spec["base"], args, extra=extra + spec.get("extra_off", []) + [f"{spec['flag']}={off}"])
         after = workload(spec["base"], args, extra=extra + [f"{spec['flag']}={on}"])
         reps: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
-        for rep in range(other_repeats(args)):
+        for rep in range(other_repeats(args)):  # one process per repeat: before and after, alternating order
             pair = [("before", before), ("after", after)]
-            for label, w in pair if rep % 2 == 0 else pair[::-1]:
-                reps[label].append(run_job("ours", [w], log)[0])
+            pair = pair if rep % 2 == 0 else pair[::-1]
+            for (label, _), r in zip(pair, run_job("ours", [w for _, w in pair], log)):
+                reps[label].append(r)
             print(f"  opt {name} rep {rep + 1}: done", flush=True)
         row: dict[str, Any] = {"workload": {k: spec["base"][k] for k in spec["base"]}}
         for label, rs in reps.items():
@@ -503,7 +510,7 @@ def markdown(res: dict[str, Any]) -> str:
             secs = "; ".join(f"{n} " + ", ".join(f"{x:.0f}" for x in v) for n, v in warm.items())
             lines += [
                 "",
-                f"`compiled` = ours with `{' '.join(compiled_flags(0)[:2])} learner.pack_tokens=<pack>`: its "
+                f"`compiled` = ours with `{' '.join(COMPILED_FLAGS)}` (compiled decoder layers, default layout): its "
                 f"{COMPILED_WARMUP_STEPS} warm-up steps (not timed) hold the compiles, seconds per repeat: {secs}.",
             ]
         lines += ["", "Our time share per phase (of the median step):", ""]
@@ -639,7 +646,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sections", default="compare,roofline,sampler,opt,scaling,two_vs_16,members")
     ap.add_argument("--two-vs-16-batches", type=int, default=1, help="measured rollout batches per 2-vs-16 run")
     ap.add_argument("--workloads", default="", help="compare only these workloads (name prefixes: tiny,small)")
-    ap.add_argument("--opts", default="", help="opt section: only these optimisations (name prefixes)")
+    ap.add_argument(
+        "--opts", default="", help="opt section: these optimisations (name prefixes; all = every row, settled ones too)"
+    )
     ap.add_argument("--members", type=int, default=bench_members.DEFAULT_MEMBERS, help="members section: members")
     ap.add_argument("--member-steps", type=int, default=bench_members.DEFAULT_STEPS, help="members: steps each")
     ap.add_argument("--no-trl", action="store_true", help="skip TRL (when the bench extra is not installed)")
@@ -700,24 +709,27 @@ def main(argv: list[str] | None = None) -> int:
             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         }
     }
-    if "compare" in sections:
-        res["compare"] = section_compare(args, log, with_trl)
-    if "roofline" in sections:
-        res["roofline"] = section_roofline(args, log, res.get("compare"))
-    if "sampler" in sections:
-        res["sampler"] = section_sampler(args, log)
-    if "opt" in sections:
-        res["opt"] = section_opt(args, log)
-    if "scaling" in sections:
-        res["scaling"] = section_scaling(args, log)
+    runners = {
+        "compare": lambda: section_compare(args, log, with_trl),
+        "roofline": lambda: section_roofline(args, log, res.get("compare")),
+        "sampler": lambda: section_sampler(args, log),
+        "opt": lambda: section_opt(args, log),
+        "scaling": lambda: section_scaling(args, log),
+        "two_vs_16": lambda: section_two_vs_16(args, log),
+        "members": lambda: bench_members.section_members(log, args.members, args.member_steps, other_repeats(args)),
+    }
+    res["meta"]["section_s"] = {}
+    for section, run in runners.items():
+        if section in sections:
+            t_section = time.time()
+            res[section] = run()
+            res["meta"]["section_s"][section] = round(time.time() - t_section, 1)
+    if "scaling" in res:
         plot_scaling(res["scaling"], out / "scaling.png")
-    if "two_vs_16" in sections:
-        res["two_vs_16"] = section_two_vs_16(args, log)
-    if "members" in sections:
-        res["members"] = bench_members.section_members(log, args.members, args.member_steps, other_repeats(args))
     res["meta"]["wall_s"] = time.time() - t0
     (out / "results.json").write_text(json.dumps(res, indent=2))
-    md = markdown(res) + f"\nTotal bench wall-clock: {res['meta']['wall_s']:.0f} s.\n"
+    per_section = ", ".join(f"{k} {v:.0f} s" for k, v in res["meta"]["section_s"].items())
+    md = markdown(res) + f"\nTotal bench wall-clock: {res['meta']['wall_s']:.0f} s ({per_section}).\n"
     (out / "results.md").write_text(md)
     print(md)
     return 0
